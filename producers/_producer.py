@@ -1,0 +1,113 @@
+"""The producer: validate a contact change and append it to the events stream."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import redis
+
+from worker.errors import EnqueueError, InvalidContactEvent
+from worker.keys import Keys
+from worker.schema import encode_event
+from worker.settings import Settings
+
+__all__ = ["ContactSyncProducer"]
+
+_PIPELINE_CHUNK = 1000
+
+
+class ContactSyncProducer:
+    """Enqueues contact changes for the contact-sync workers.
+
+    Validation happens here, in the calling application, so a bad call fails at once
+    with ``InvalidContactEvent``. Writing is one ``XADD``; it never waits on the API.
+    """
+
+    def __init__(
+        self,
+        redis_url: str = Settings.redis_url,
+        key_prefix: str = Settings.key_prefix,
+        *,
+        source: str | None = None,
+        client: redis.Redis | None = None,
+        socket_timeout_s: float = 5.0,
+    ) -> None:
+        self.keys = Keys(key_prefix)
+        self.source = source
+        self.redis = client or redis.Redis.from_url(
+            redis_url, socket_timeout=socket_timeout_s, socket_connect_timeout=socket_timeout_s
+        )
+
+    @classmethod
+    def from_env(cls, *, source: str | None = None) -> ContactSyncProducer:
+        """Build a producer from CONTACT_SYNC_REDIS_URL and CONTACT_SYNC_KEY_PREFIX."""
+        settings = Settings.from_env()
+        return cls(settings.redis_url, settings.key_prefix, source=source)
+
+    def contact_changed(
+        self,
+        email: str,
+        *,
+        first_name: str | None = None,
+        last_name: str | None = None,
+        phone: str | None = None,
+        fields: Mapping[int | str, Any] | None = None,
+        occurred_at: dt.datetime | None = None,
+        source: str | None = None,
+    ) -> str:
+        """Report that a contact changed. ``None`` means "unchanged"; ``""`` is a real value.
+
+        ``fields`` maps custom field ids to values (str, list of str, date, aware datetime).
+        ``occurred_at`` defaults to now and must be timezone-aware. Returns the event id.
+        Raises InvalidContactEvent or EnqueueError.
+        """
+        contact: dict[str, Any] = {"email": email}
+        for name, value in (("firstName", first_name), ("lastName", last_name), ("phone", phone)):
+            if value is not None:
+                contact[name] = value
+        if fields:
+            contact["fieldValues"] = [{"field": key, "value": value} for key, value in fields.items()]
+        event_id, text = encode_event(contact, occurred_at=occurred_at, source=source or self.source)
+        try:
+            self.redis.xadd(self.keys.events, {"event": text})
+        except redis.RedisError as exc:
+            raise EnqueueError(f"could not enqueue event {event_id}: {type(exc).__name__}: {exc}") from exc
+        return event_id
+
+    def send_many(
+        self,
+        contacts: Iterable[Mapping[str, Any]],
+        *,
+        occurred_at: dt.datetime | None = None,
+        source: str | None = None,
+    ) -> int:
+        """Enqueue many API-shaped contact dicts with pipelined writes. Returns the count.
+
+        Every contact is validated before anything is written, so an InvalidContactEvent
+        (whose messages are keyed by the contact's index) means nothing was enqueued.
+        """
+        encoded: list[str] = []
+        for index, contact in enumerate(contacts):
+            try:
+                _, text = encode_event(contact, occurred_at=occurred_at, source=source or self.source)
+            except InvalidContactEvent as exc:
+                raise InvalidContactEvent({str(index): exc.messages}) from None
+            encoded.append(text)
+        self.write_encoded(encoded)
+        return len(encoded)
+
+    def write_encoded(self, encoded: list[str]) -> None:
+        """Append already-encoded events in pipelined chunks. Raises EnqueueError."""
+        try:
+            for start in range(0, len(encoded), _PIPELINE_CHUNK):
+                pipe = self.redis.pipeline(transaction=False)
+                for text in encoded[start : start + _PIPELINE_CHUNK]:
+                    pipe.xadd(self.keys.events, {"event": text})
+                pipe.execute()
+        except redis.RedisError as exc:
+            raise EnqueueError(f"could not enqueue events: {type(exc).__name__}: {exc}") from exc
+
+    def close(self) -> None:
+        self.redis.close()

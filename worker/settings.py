@@ -1,0 +1,229 @@
+"""The one place that reads the environment.
+
+``Settings.from_env()`` validates everything once, at start, and raises ``ConfigError``
+naming the variable when a value is missing or malformed. Nothing else calls ``os.getenv``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from worker.errors import ConfigError
+
+__all__ = ["Secret", "Settings"]
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+_LOG_LEVELS = {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}
+_LOG_FORMATS = {"json", "console"}
+
+
+class Secret:
+    """Holds the API token so that repr(), str() and tracebacks never show it."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('**********')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+    def __reduce__(self) -> tuple[object, ...]:
+        # Pickling would put the token into a message or a dump; refuse it outright.
+        raise TypeError("Secret cannot be pickled")
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Validated configuration. Durations are in seconds unless the name says otherwise."""
+
+    activecampaign_url: str | None = None
+    api_token: Secret | None = field(default=None, repr=False)
+    redis_url: str = "redis://localhost:6379/0"
+    broker_url: str | None = None
+    key_prefix: str = "contact-sync"
+    debounce_s: float = 2.0
+    rate_limit: float = 5.0
+    rate_margin_ms: int = 50
+    http_timeout_s: float = 10.0
+    max_retry_age_s: float = 86400.0
+    backoff_base_s: float = 1.0
+    backoff_cap_s: float = 300.0
+    config_error_backoff_s: float = 60.0
+    confirmed_ttl_s: float = 90 * 86400.0
+    log_level: str = "INFO"
+    log_format: str = "json"
+    log_pii: bool = False
+
+    @property
+    def celery_broker_url(self) -> str:
+        return self.broker_url or self.redis_url
+
+    @property
+    def lease_s(self) -> float:
+        """How long a claim on an email lasts: a request, a limiter wait and a margin."""
+        return 2 * self.http_timeout_s + 30.0
+
+    def require_api(self) -> Settings:
+        """Raise ConfigError unless the worker-only settings (URL and token) are present."""
+        if not self.activecampaign_url:
+            raise ConfigError("ACTIVECAMPAIGN_URL", "is required by the worker (e.g. https://acct.api-us1.com)")
+        if self.api_token is None:
+            raise ConfigError(
+                "ACTIVECAMPAIGN_API_TOKEN",
+                "is required by the worker (or set ACTIVECAMPAIGN_API_TOKEN_FILE)",
+            )
+        return self
+
+    def replace(self, **changes: object) -> Settings:
+        return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Read and validate every variable. The API settings are checked by require_api()."""
+        env = os.environ if environ is None else environ
+        reader = _Reader(env)
+        allow_insecure = reader.boolean("CONTACT_SYNC_ALLOW_INSECURE_URL", False)
+        return cls(
+            activecampaign_url=reader.api_url("ACTIVECAMPAIGN_URL", allow_insecure=allow_insecure),
+            api_token=reader.token(),
+            redis_url=reader.redis_url("CONTACT_SYNC_REDIS_URL", cls.redis_url),
+            broker_url=env.get("CELERY_BROKER_URL") or None,
+            key_prefix=reader.key_prefix("CONTACT_SYNC_KEY_PREFIX", cls.key_prefix),
+            debounce_s=reader.number("CONTACT_SYNC_DEBOUNCE_S", cls.debounce_s, minimum=0),
+            rate_limit=reader.number("CONTACT_SYNC_RATE_LIMIT", cls.rate_limit, minimum=0.01),
+            rate_margin_ms=int(reader.number("CONTACT_SYNC_RATE_MARGIN_MS", cls.rate_margin_ms, minimum=0)),
+            http_timeout_s=reader.number("CONTACT_SYNC_HTTP_TIMEOUT_S", cls.http_timeout_s, minimum=0.1),
+            max_retry_age_s=reader.number("CONTACT_SYNC_MAX_RETRY_AGE_S", cls.max_retry_age_s, minimum=0),
+            backoff_base_s=reader.number("CONTACT_SYNC_BACKOFF_BASE_S", cls.backoff_base_s, minimum=0.01),
+            backoff_cap_s=reader.number("CONTACT_SYNC_BACKOFF_CAP_S", cls.backoff_cap_s, minimum=0.01),
+            config_error_backoff_s=reader.number(
+                "CONTACT_SYNC_CONFIG_ERROR_BACKOFF_S", cls.config_error_backoff_s, minimum=0.01
+            ),
+            confirmed_ttl_s=reader.number("CONTACT_SYNC_CONFIRMED_TTL_S", cls.confirmed_ttl_s, minimum=0),
+            log_level=reader.choice("CONTACT_SYNC_LOG_LEVEL", cls.log_level, _LOG_LEVELS, upper=True),
+            log_format=reader.choice("CONTACT_SYNC_LOG_FORMAT", cls.log_format, _LOG_FORMATS),
+            log_pii=reader.boolean("CONTACT_SYNC_LOG_PII", cls.log_pii),
+        )
+
+
+class _Reader:
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self.env = env
+
+    def _raw(self, name: str) -> str | None:
+        value = self.env.get(name)
+        return None if value is None or value.strip() == "" else value.strip()
+
+    def number(self, name: str, default: float, *, minimum: float) -> float:
+        raw = self._raw(name)
+        if raw is None:
+            return float(default)
+        try:
+            value = float(raw)
+        except ValueError:
+            raise ConfigError(name, f"must be a number, got {raw!r}") from None
+        if value != value or value < minimum:  # NaN never compares, so check it by itself
+            raise ConfigError(name, f"must be a number >= {minimum:g}, got {raw!r}")
+        return value
+
+    def boolean(self, name: str, default: bool) -> bool:
+        raw = self.env.get(name)
+        if raw is None:
+            return default
+        lowered = raw.strip().lower()
+        if lowered in _TRUE:
+            return True
+        if lowered in _FALSE:
+            return False
+        raise ConfigError(name, f"must be true or false, got {raw!r}")
+
+    def choice(self, name: str, default: str, allowed: set[str], *, upper: bool = False) -> str:
+        raw = self._raw(name)
+        if raw is None:
+            return default
+        value = raw.upper() if upper else raw.lower()
+        if value not in allowed:
+            raise ConfigError(name, f"must be one of {', '.join(sorted(allowed))}, got {raw!r}")
+        return value
+
+    def key_prefix(self, name: str, default: str) -> str:
+        raw = self._raw(name)
+        if raw is None:
+            return default
+        if any(ch.isspace() for ch in raw):
+            raise ConfigError(name, "must not contain white space")
+        return raw
+
+    def redis_url(self, name: str, default: str) -> str:
+        raw = self._raw(name)
+        if raw is None:
+            return default
+        scheme = urlsplit(raw).scheme
+        if scheme not in {"redis", "rediss", "unix", "sentinel"}:
+            raise ConfigError(name, "must be a redis://, rediss://, unix:// or sentinel:// URL")
+        return raw
+
+    def api_url(self, name: str, *, allow_insecure: bool) -> str | None:
+        raw = self._raw(name)
+        if raw is None:
+            return None
+        parts = urlsplit(raw)
+        if parts.scheme not in {"http", "https"} or not parts.hostname:
+            raise ConfigError(name, f"must be an http(s) base URL like https://acct.api-us1.com, got {raw!r}")
+        if parts.scheme == "http" and not (allow_insecure or _is_loopback(parts.hostname)):
+            raise ConfigError(
+                name,
+                "must use https (plain http is allowed only for loopback addresses, "
+                "or with CONTACT_SYNC_ALLOW_INSECURE_URL=true)",
+            )
+        if parts.query or parts.fragment:
+            raise ConfigError(name, "must be a base URL without query or fragment")
+        return raw.rstrip("/")
+
+    def token(self) -> Secret | None:
+        direct = self._raw("ACTIVECAMPAIGN_API_TOKEN")
+        path = self._raw("ACTIVECAMPAIGN_API_TOKEN_FILE")
+        if direct is not None and path is not None:
+            raise ConfigError(
+                "ACTIVECAMPAIGN_API_TOKEN_FILE", "set either it or ACTIVECAMPAIGN_API_TOKEN, not both"
+            )
+        if path is not None:
+            try:
+                direct = Path(path).read_text(encoding="utf-8").strip()
+            except OSError as exc:
+                raise ConfigError("ACTIVECAMPAIGN_API_TOKEN_FILE", f"cannot read {path}: {exc.strerror}") from None
+            if not direct:
+                raise ConfigError("ACTIVECAMPAIGN_API_TOKEN_FILE", f"{path} is empty")
+        if direct is None:
+            return None
+        if any(ch.isspace() or ord(ch) < 32 for ch in direct):
+            raise ConfigError("ACTIVECAMPAIGN_API_TOKEN", "must not contain white space or control characters")
+        return Secret(direct)
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
