@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 import redis
 
@@ -13,9 +13,19 @@ from worker.keys import Keys
 from worker.schema import encode_event
 from worker.settings import Settings
 
-__all__ = ["ContactSyncProducer"]
+__all__ = ["ContactSyncProducer", "PreparedEvent"]
 
 _PIPELINE_CHUNK = 1000
+# Read through an instance: Settings is a slotted dataclass, so its class attributes are
+# slot descriptors, not the defaults.
+_DEFAULTS = Settings()
+
+
+class PreparedEvent(NamedTuple):
+    """A validated, encoded event that has not been written yet."""
+
+    id: str
+    text: str
 
 
 class ContactSyncProducer:
@@ -27,8 +37,8 @@ class ContactSyncProducer:
 
     def __init__(
         self,
-        redis_url: str = Settings.redis_url,
-        key_prefix: str = Settings.key_prefix,
+        redis_url: str = _DEFAULTS.redis_url,
+        key_prefix: str = _DEFAULTS.key_prefix,
         *,
         source: str | None = None,
         client: redis.Redis | None = None,
@@ -63,18 +73,53 @@ class ContactSyncProducer:
         ``occurred_at`` defaults to now and must be timezone-aware. Returns the event id.
         Raises InvalidContactEvent or EnqueueError.
         """
+        prepared = self.prepare_change(
+            email,
+            first_name=first_name,
+            last_name=last_name,
+            phone=phone,
+            fields=fields,
+            occurred_at=occurred_at,
+            source=source,
+        )
+        return self.write_prepared(prepared)
+
+    def prepare_change(
+        self,
+        email: str,
+        *,
+        first_name: str | None = None,
+        last_name: str | None = None,
+        phone: str | None = None,
+        fields: Mapping[int | str, Any] | None = None,
+        occurred_at: dt.datetime | None = None,
+        source: str | None = None,
+    ) -> PreparedEvent:
+        """Validate and encode a change now, to be written later by ``write_prepared``.
+
+        Takes the same arguments as ``contact_changed``; ``occurred_at`` defaults to the
+        time of this call, not of the write. Raises InvalidContactEvent; touches no Redis.
+        """
         contact: dict[str, Any] = {"email": email}
         for name, value in (("firstName", first_name), ("lastName", last_name), ("phone", phone)):
             if value is not None:
                 contact[name] = value
         if fields:
-            contact["fieldValues"] = [{"field": key, "value": value} for key, value in fields.items()]
-        event_id, text = encode_event(contact, occurred_at=occurred_at, source=source or self.source)
+            contact["fieldValues"] = [{"field": key, "value": val} for key, val in fields.items()]
+        event_id, text = encode_event(
+            contact, occurred_at=occurred_at, source=source or self.source
+        )
+        return PreparedEvent(event_id, text)
+
+    def write_prepared(self, prepared: PreparedEvent) -> str:
+        """Append one prepared event with a single ``XADD``. Returns its id; raises EnqueueError."""
         try:
-            self.redis.xadd(self.keys.events, {"event": text})
+            self.redis.xadd(self.keys.events, {"event": prepared.text})
         except redis.RedisError as exc:
-            raise EnqueueError(f"could not enqueue event {event_id}: {type(exc).__name__}: {exc}") from exc
-        return event_id
+            raise EnqueueError(
+                f"could not enqueue event {prepared.id}: {type(exc).__name__}: {exc}"
+            ) from exc
+        return prepared.id
 
     def send_many(
         self,
@@ -91,7 +136,9 @@ class ContactSyncProducer:
         encoded: list[str] = []
         for index, contact in enumerate(contacts):
             try:
-                _, text = encode_event(contact, occurred_at=occurred_at, source=source or self.source)
+                _, text = encode_event(
+                    contact, occurred_at=occurred_at, source=source or self.source
+                )
             except InvalidContactEvent as exc:
                 raise InvalidContactEvent({str(index): exc.messages}) from None
             encoded.append(text)

@@ -51,7 +51,7 @@ class Secret:
         raise TypeError("Secret cannot be pickled")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class Settings:
     """Validated configuration. Durations are in seconds unless the name says otherwise."""
 

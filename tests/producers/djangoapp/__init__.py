@@ -1,0 +1,1 @@
+"""A tiny Django app whose model the Django integration tests save."""

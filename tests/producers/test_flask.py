@@ -1,0 +1,123 @@
+"""producers.flask with a real Flask app (test client) and the private Redis."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+import redis
+
+pytest.importorskip("flask")
+
+from flask import Flask, request
+
+from producers import InvalidContactEvent
+from producers.flask import ContactSync
+
+# Module level, as in an app-factory project: one extension object, any number of apps.
+contact_sync = ContactSync()
+
+
+def create_app(config: dict[str, Any]) -> Flask:
+    app = Flask(__name__)
+    app.config.update(config)
+    contact_sync.init_app(app)
+
+    @app.post("/signup")
+    def signup() -> tuple[dict[str, Any], int]:
+        form = request.get_json()
+        event_id = contact_sync.contact_changed(
+            form["email"],
+            first_name=form.get("first_name"),
+            fields={6: form["birthday"]} if "birthday" in form else None,
+        )
+        return {"event_id": event_id}, 202
+
+    @app.errorhandler(InvalidContactEvent)
+    def invalid_contact(exc: InvalidContactEvent) -> tuple[dict[str, Any], int]:
+        return {"errors": exc.messages}, 400
+
+    return app
+
+
+@pytest.fixture
+def app(redis_url: str, key_prefix: str) -> Flask:
+    return create_app(
+        {
+            "CONTACT_SYNC_REDIS_URL": redis_url,
+            "CONTACT_SYNC_KEY_PREFIX": key_prefix,
+            "CONTACT_SYNC_SOURCE": "flask:tests",
+        }
+    )
+
+
+def events(client: redis.Redis, prefix: str) -> list[dict[str, Any]]:
+    return [json.loads(entry[b"event"]) for _, entry in client.xrange(f"{prefix}:events")]
+
+
+def test_signup_enqueues_the_posted_contact(app, redis_client, key_prefix):
+    """A POST to /signup puts one event with the posted data on the stream."""
+    response = app.test_client().post(
+        "/signup", json={"email": "Jon@Example.com", "first_name": "John", "birthday": "2008-01-20"}
+    )
+    assert response.status_code == 202
+    (event,) = events(redis_client, key_prefix)
+    assert event["id"] == response.get_json()["event_id"]
+    assert event["source"] == "flask:tests"
+    assert event["contact"] == {
+        "email": "jon@example.com",
+        "firstName": "John",
+        "fieldValues": [{"field": "6", "value": "2008-01-20"}],
+    }
+
+
+def test_invalid_email_is_a_400_with_field_messages(app, redis_client, key_prefix):
+    """An invalid email makes the route answer 400 with the per-field messages; nothing is sent."""
+    response = app.test_client().post("/signup", json={"email": "nope", "first_name": "John"})
+    assert response.status_code == 400
+    assert response.get_json() == {"errors": {"email": ["Not a valid email address."]}}
+    assert redis_client.exists(f"{key_prefix}:events") == 0
+
+
+def test_producer_is_stored_per_app(redis_url, key_prefix, redis_client):
+    """Each app built by the factory gets its own producer in app.extensions."""
+    first = create_app({"CONTACT_SYNC_REDIS_URL": redis_url, "CONTACT_SYNC_KEY_PREFIX": key_prefix})
+    second = create_app(
+        {"CONTACT_SYNC_REDIS_URL": redis_url, "CONTACT_SYNC_KEY_PREFIX": f"{key_prefix}:second"}
+    )
+    with first.app_context():
+        assert contact_sync.producer is first.extensions["contact_sync"]
+        assert contact_sync.producer.keys.prefix == key_prefix
+        assert contact_sync.producer.source is None
+    with second.app_context():
+        assert contact_sync.send_many([{"email": "a@example.com"}, {"email": "b@example.com"}]) == 2
+    assert redis_client.exists(f"{key_prefix}:events") == 0
+    assert len(events(redis_client, f"{key_prefix}:second")) == 2
+
+
+def test_constructor_with_app_initialises_it(redis_url, key_prefix):
+    """ContactSync(app) is the same as ContactSync().init_app(app)."""
+    app = Flask(__name__)
+    app.config.update(CONTACT_SYNC_REDIS_URL=redis_url, CONTACT_SYNC_KEY_PREFIX=key_prefix)
+    ext = ContactSync(app)
+    with app.app_context():
+        assert ext.producer.keys.prefix == key_prefix
+
+
+def test_missing_config_falls_back_to_environment(monkeypatch, redis_url, key_prefix):
+    """Config keys left out come from CONTACT_SYNC_REDIS_URL and CONTACT_SYNC_KEY_PREFIX."""
+    monkeypatch.setenv("CONTACT_SYNC_REDIS_URL", redis_url)
+    monkeypatch.setenv("CONTACT_SYNC_KEY_PREFIX", key_prefix)
+    app = Flask(__name__)
+    ext = ContactSync(app)
+    with app.app_context():
+        assert ext.producer.keys.prefix == key_prefix
+        assert ext.producer.redis.ping()
+
+
+def test_uninitialised_app_is_a_clear_error():
+    """Using the extension in an app that never called init_app raises a RuntimeError."""
+    app = Flask(__name__)
+    with app.app_context(), pytest.raises(RuntimeError, match="init_app"):
+        _ = ContactSync().producer

@@ -1,0 +1,282 @@
+"""The core producer against a real Redis: wire format, validation, batching, failures."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import subprocess
+import sys
+import types
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+
+import producers
+from producers import ContactSyncProducer, EnqueueError, InvalidContactEvent
+from tests._redis_server import free_port
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def producer(redis_url: str, key_prefix: str) -> Iterator[ContactSyncProducer]:
+    producer = ContactSyncProducer(redis_url, key_prefix)
+    yield producer
+    producer.close()
+
+
+def read_events(client: redis.Redis, key_prefix: str) -> list[dict[str, Any]]:
+    """Every event on the stream, decoded; each entry must hold exactly the field ``event``."""
+    events = []
+    for _entry_id, entry in client.xrange(f"{key_prefix}:events"):
+        assert list(entry) == [b"event"]
+        events.append(json.loads(entry[b"event"]))
+    return events
+
+
+def test_contact_changed_writes_one_v1_event(producer, redis_client, key_prefix):
+    """contact_changed XADDs one v1 event to {prefix}:events and returns its id."""
+    occurred_at = dt.datetime(2026, 11, 29, 13, 0, 0, 123456, tzinfo=dt.UTC)
+    event_id = producer.contact_changed(
+        " JonDoe@Example.com ",
+        first_name="John",
+        last_name="Doe",
+        phone="7223224241",
+        fields={1: "The Value", "6": dt.date(2008, 1, 20)},
+        occurred_at=occurred_at,
+        source="tests:core",
+    )
+    assert str(uuid.UUID(event_id, version=4)) == event_id
+    assert read_events(redis_client, key_prefix) == [
+        {
+            "v": 1,
+            "id": event_id,
+            "occurred_at": "2026-11-29T13:00:00.123456+00:00",
+            "source": "tests:core",
+            "contact": {
+                "email": "jondoe@example.com",
+                "firstName": "John",
+                "lastName": "Doe",
+                "phone": "7223224241",
+                "fieldValues": [
+                    {"field": "1", "value": "The Value"},
+                    {"field": "6", "value": "2008-01-20"},
+                ],
+            },
+        }
+    ]
+
+
+def test_none_is_absent_and_empty_string_is_kept(producer, redis_client, key_prefix):
+    """None attributes are left out of the contact ("unchanged"); "" is sent as a value."""
+    producer.contact_changed("jon@example.com", first_name="", last_name=None)
+    (event,) = read_events(redis_client, key_prefix)
+    assert event["contact"] == {"email": "jon@example.com", "firstName": ""}
+    assert "source" not in event
+
+
+def test_list_value_becomes_double_pipe_string(producer, redis_client, key_prefix):
+    """A list of strings becomes ActiveCampaign's ||a||b|| multi-value form."""
+    producer.contact_changed("jon@example.com", fields={3: ["a", "b"]})
+    (event,) = read_events(redis_client, key_prefix)
+    assert event["contact"]["fieldValues"] == [{"field": "3", "value": "||a||b||"}]
+
+
+def test_occurred_at_defaults_to_now_in_utc(producer, redis_client, key_prefix):
+    """Without occurred_at the event carries the aware time of the call."""
+    before = dt.datetime.now(dt.UTC)
+    producer.contact_changed("jon@example.com", first_name="John")
+    after = dt.datetime.now(dt.UTC)
+    (event,) = read_events(redis_client, key_prefix)
+    assert before <= dt.datetime.fromisoformat(event["occurred_at"]) <= after
+
+
+def test_producer_source_is_the_default_source(redis_url, key_prefix, redis_client):
+    """The producer's source goes on every event unless a call passes its own."""
+    producer = ContactSyncProducer(redis_url, key_prefix, source="billing")
+    producer.contact_changed("a@example.com")
+    producer.contact_changed("b@example.com", source="signup")
+    producer.close()
+    assert [e["source"] for e in read_events(redis_client, key_prefix)] == ["billing", "signup"]
+
+
+def test_naive_occurred_at_is_rejected(producer, redis_client, key_prefix):
+    """A naive occurred_at raises InvalidContactEvent and writes nothing."""
+    with pytest.raises(InvalidContactEvent) as info:
+        producer.contact_changed("jon@example.com", occurred_at=dt.datetime(2026, 1, 1, 12, 0))
+    assert info.value.messages == {"occurred_at": ["Must be timezone-aware."]}
+    assert redis_client.exists(f"{key_prefix}:events") == 0
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [
+        ({"email": "not-an-email"}, "email"),
+        ({"email": "jon@example.com", "first_name": 123}, "firstName"),
+        ({"email": "jon@example.com", "phone": ["7223224241"]}, "phone"),
+        ({"email": "jon@example.com", "first_name": "x" * 256}, "firstName"),
+        ({"email": "jon@example.com", "fields": {"abc": "x"}}, "fieldValues"),
+        ({"email": "jon@example.com", "fields": {6: 42}}, "fieldValues"),
+        ({"email": "jon@example.com", "fields": {6: dt.datetime(2026, 1, 1)}}, "fieldValues"),
+    ],
+)
+def test_invalid_contact_raises_with_field_messages(
+    producer, redis_client, key_prefix, kwargs, field
+):
+    """Bad emails and wrong types raise InvalidContactEvent naming the field; nothing is written."""
+    with pytest.raises(InvalidContactEvent) as info:
+        producer.contact_changed(**kwargs)
+    assert isinstance(info.value, ValueError)
+    assert field in info.value.messages
+    assert redis_client.exists(f"{key_prefix}:events") == 0
+
+
+def test_oversized_event_is_rejected(producer, redis_client, key_prefix):
+    """An event whose JSON exceeds 64 KiB raises InvalidContactEvent and writes nothing."""
+    fields = {field_id: "x" * 15_000 for field_id in range(1, 6)}
+    with pytest.raises(InvalidContactEvent) as info:
+        producer.contact_changed("jon@example.com", fields=fields)
+    assert "_event" in info.value.messages
+    assert redis_client.exists(f"{key_prefix}:events") == 0
+
+
+def test_send_many_pipelines_and_returns_count(producer, redis_client, key_prefix):
+    """send_many writes every contact, in order, and returns how many it wrote."""
+    contacts = [{"email": f"user{i}@example.com", "firstName": f"U{i}"} for i in range(2500)]
+    assert producer.send_many(iter(contacts)) == 2500
+    events = read_events(redis_client, key_prefix)
+    assert [e["contact"] for e in events] == contacts
+
+
+def test_send_many_of_nothing_writes_nothing(producer, redis_client, key_prefix):
+    """send_many of an empty iterable returns 0 and creates no stream."""
+    assert producer.send_many([]) == 0
+    assert redis_client.exists(f"{key_prefix}:events") == 0
+
+
+@pytest.mark.parametrize(
+    ("bad_contact", "field"),
+    [
+        ({"email": "c@example.com", "nickname": "Cee"}, "nickname"),
+        ({"email": "c@example.com", "orgid": 7}, "orgid"),
+        ({"email": "nope"}, "email"),
+    ],
+)
+def test_send_many_rejects_all_when_one_is_invalid(
+    producer, redis_client, key_prefix, bad_contact, field
+):
+    """An invalid contact at index k raises with messages under "k" and writes nothing."""
+    contacts = [{"email": "a@example.com"}, {"email": "b@example.com"}, bad_contact]
+    with pytest.raises(InvalidContactEvent) as info:
+        producer.send_many(contacts)
+    assert list(info.value.messages) == ["2"]
+    assert field in info.value.messages["2"]
+    assert redis_client.exists(f"{key_prefix}:events") == 0
+
+
+def test_unknown_attribute_message_names_it(producer):
+    """An unknown attribute is rejected with a message under its own name."""
+    with pytest.raises(InvalidContactEvent) as info:
+        producer.send_many([{"email": "a@example.com", "nickname": "A"}])
+    assert info.value.messages == {"0": {"nickname": ["Unknown field."]}}
+
+
+def test_orgid_message_explains_the_deprecation(producer):
+    """orgid is rejected with a message that says it is deprecated."""
+    with pytest.raises(InvalidContactEvent) as info:
+        producer.send_many([{"email": "a@example.com", "orgid": 1}])
+    (message,) = info.value.messages["0"]["orgid"]
+    assert "deprecated" in message
+
+
+def unreachable_producer(key_prefix: str) -> ContactSyncProducer:
+    # Nothing listens on a port that was free a moment ago, so connecting is refused.
+    return ContactSyncProducer(
+        f"redis://127.0.0.1:{free_port()}/0", key_prefix, socket_timeout_s=1.0
+    )
+
+
+def test_contact_changed_raises_enqueue_error_when_redis_is_down(key_prefix):
+    """An unreachable Redis raises EnqueueError naming the event: never a silent drop."""
+    producer = unreachable_producer(key_prefix)
+    with pytest.raises(EnqueueError, match=r"could not enqueue event [0-9a-f-]{36}") as info:
+        producer.contact_changed("jon@example.com", first_name="John")
+    assert isinstance(info.value.__cause__, redis.ConnectionError)
+
+
+def test_send_many_raises_enqueue_error_when_redis_is_down(key_prefix):
+    """send_many raises EnqueueError, not a count, when Redis cannot be reached."""
+    producer = unreachable_producer(key_prefix)
+    with pytest.raises(EnqueueError):
+        producer.send_many([{"email": "jon@example.com"}])
+
+
+def test_validation_comes_before_connecting(key_prefix):
+    """An invalid call raises InvalidContactEvent even when Redis is down."""
+    producer = unreachable_producer(key_prefix)
+    with pytest.raises(InvalidContactEvent):
+        producer.contact_changed("not-an-email")
+
+
+def test_prepare_then_write_is_contact_changed(producer, redis_client, key_prefix):
+    """prepare_change encodes without writing; write_prepared XADDs that exact event."""
+    prepared = producer.prepare_change("jon@example.com", first_name="John")
+    assert redis_client.exists(f"{key_prefix}:events") == 0
+    assert producer.write_prepared(prepared) == prepared.id
+    (event,) = read_events(redis_client, key_prefix)
+    assert event == json.loads(prepared.text)
+    assert event["id"] == prepared.id
+
+
+def test_from_env_reads_url_and_prefix(monkeypatch, redis_url, key_prefix, redis_client):
+    """from_env() uses CONTACT_SYNC_REDIS_URL and CONTACT_SYNC_KEY_PREFIX."""
+    monkeypatch.setenv("CONTACT_SYNC_REDIS_URL", redis_url)
+    monkeypatch.setenv("CONTACT_SYNC_KEY_PREFIX", key_prefix)
+    producer = ContactSyncProducer.from_env(source="env")
+    assert producer.keys.prefix == key_prefix
+    producer.contact_changed("jon@example.com")
+    producer.close()
+    (event,) = read_events(redis_client, key_prefix)
+    assert event["source"] == "env"
+
+
+def test_from_env_defaults():
+    """Without variables from_env() uses the documented defaults."""
+    producer = ContactSyncProducer.from_env()
+    kwargs = producer.redis.connection_pool.connection_kwargs
+    assert (kwargs["host"], kwargs["port"], kwargs["db"]) == ("localhost", 6379, 0)
+    assert producer.keys.prefix == "contact-sync"
+
+
+@pytest.mark.parametrize("module", ["producers", "producers.django", "producers.flask"])
+def test_importing_producers_does_not_import_celery(module):
+    """Importing the producer side in a fresh interpreter never loads Celery."""
+    code = f"import sys, {module}; print('celery' in sys.modules, 'kombu' in sys.modules)"
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, check=True
+    )
+    assert result.stdout.split() == ["False", "False"]
+
+
+def test_public_names_are_exactly_all():
+    """producers.__all__ lists exactly the documented names, and each one is importable."""
+    assert sorted(producers.__all__) == [
+        "ContactSyncProducer",
+        "EnqueueError",
+        "InvalidContactEvent",
+    ]
+    # Submodules (producers.django, ...) become attributes once imported; they are not names.
+    public = {
+        name
+        for name, value in vars(producers).items()
+        if not name.startswith("_") and not isinstance(value, types.ModuleType)
+    }
+    public -= {"annotations"}  # from __future__ import annotations
+    assert public == set(producers.__all__)
+    namespace: dict[str, Any] = {}
+    exec("from producers import *", namespace)  # noqa: S102 - checks what * really exports
+    assert set(producers.__all__) <= set(namespace)

@@ -1,0 +1,168 @@
+"""The ActiveCampaign API client: one method per endpoint we use, errors as classes.
+
+Classification (DESIGN.md, "Failure classes"): 2xx success; 429 RateLimited; 5xx
+ApiServerError; 401/402/403/404 ApiConfigError; 400, 422 and any other status ApiRejected;
+timeouts and connection errors ApiTransportError.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import math
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import requests
+
+from worker.errors import (
+    ApiConfigError,
+    ApiRejected,
+    ApiServerError,
+    ApiTransportError,
+    RateLimited,
+)
+from worker.settings import Secret
+
+__all__ = ["ActiveCampaignClient", "SyncResult", "parse_retry_after_s"]
+
+USER_AGENT = "contact-sync/0.1 (+https://github.com/contact-sync)"
+_CONFIG_STATUSES = {401, 402, 403, 404}
+_MAX_RETRY_AFTER_S = 3600.0
+_CONNECT_TIMEOUT_S = 3.05  # just over a TCP retransmission window, as requests' docs advise
+
+
+@dataclass(frozen=True, slots=True)
+class SyncResult:
+    status: int
+    contact_id: str | None
+    action: str | None  # "created" | "updated" | None when the answer cannot tell
+    latency_ms: float
+
+
+class _TokenAuth(requests.auth.AuthBase):
+    """Adds ``Api-Token`` per request, so the token never sits in ``session.headers``."""
+
+    def __init__(self, token: Secret) -> None:
+        self._token = token
+
+    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+        request.headers["Api-Token"] = self._token.reveal()
+        return request
+
+    def __repr__(self) -> str:
+        return "_TokenAuth(<redacted>)"
+
+
+class ActiveCampaignClient:
+    """Talks to one ActiveCampaign account. ``timeout_s`` bounds each read (seconds)."""
+
+    def __init__(
+        self,
+        base_url: str,
+        token: Secret,
+        *,
+        timeout_s: float = 10.0,
+        session: requests.Session | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.timeout = (min(_CONNECT_TIMEOUT_S, timeout_s), timeout_s)
+        self.session = session or requests.Session()
+        self.session.headers.update({"User-Agent": USER_AGENT, "Accept": "application/json"})
+        self.session.auth = _TokenAuth(token)
+        self._clock = clock
+
+    def sync_contact(self, contact: Mapping[str, Any]) -> SyncResult:
+        """``POST /api/3/contact/sync`` with ``{"contact": contact}``. Raises ApiError subclasses."""
+        started = self._clock()
+        response = self._post("/api/3/contact/sync", {"contact": dict(contact)})
+        latency_ms = (self._clock() - started) * 1000.0
+        body = _json_or_none(response)
+        contact_body = body.get("contact") if isinstance(body, dict) else None
+        contact_id = None
+        action = None
+        if isinstance(contact_body, dict):
+            raw_id = contact_body.get("id")
+            contact_id = str(raw_id) if raw_id is not None else None
+            cdate, udate = contact_body.get("cdate"), contact_body.get("udate")
+            if isinstance(cdate, str) and isinstance(udate, str) and cdate and udate:
+                action = "created" if cdate == udate else "updated"
+        return SyncResult(response.status_code, contact_id, action, latency_ms)
+
+    def _post(self, path: str, payload: dict[str, Any]) -> requests.Response:
+        try:
+            response = self.session.post(
+                self.base_url + path, json=payload, timeout=self.timeout, allow_redirects=False
+            )
+        except requests.Timeout as exc:
+            raise ApiTransportError(f"timeout: {type(exc).__name__}") from None
+        except requests.RequestException as exc:
+            # `from None`: the chained exception holds the prepared request and its headers.
+            raise ApiTransportError(f"transport error: {type(exc).__name__}") from None
+        raise_for_status(response)
+        return response
+
+    def close(self) -> None:
+        self.session.close()
+
+
+def raise_for_status(response: requests.Response) -> None:
+    """Turn a non-2xx answer into the matching ApiError subclass."""
+    status = response.status_code
+    if 200 <= status < 300:
+        return
+    if status == 429:
+        raise RateLimited(parse_retry_after_s(response.headers.get("Retry-After")))
+    titles = error_titles(_json_or_none(response))
+    if status >= 500:
+        raise ApiServerError(status, titles)
+    if status in _CONFIG_STATUSES or 300 <= status < 400:
+        raise ApiConfigError(status, titles)
+    raise ApiRejected(status, titles)
+
+
+def parse_retry_after_s(value: str | None, *, now: float | None = None, default_s: float = 1.0) -> float:
+    """Seconds to wait from a Retry-After header: delta-seconds or an HTTP-date (RFC 9110)."""
+    if value is None or not value.strip():
+        return default_s
+    text = value.strip()
+    try:
+        seconds = float(text)
+    except ValueError:
+        try:
+            moment = email.utils.parsedate_to_datetime(text)
+        except (TypeError, ValueError, IndexError):
+            return default_s
+        if moment.tzinfo is None:
+            return default_s
+        seconds = moment.timestamp() - (time.time() if now is None else now)
+    if math.isnan(seconds) or math.isinf(seconds):
+        return default_s
+    return min(max(seconds, 0.0), _MAX_RETRY_AFTER_S)
+
+
+def error_titles(body: Any) -> list[str]:
+    """ActiveCampaign's error titles from any body shape; never raises."""
+    titles: list[str] = []
+    if isinstance(body, dict):
+        errors = body.get("errors")
+        if isinstance(errors, list):
+            for item in errors[:20]:
+                if isinstance(item, dict) and isinstance(item.get("title"), str):
+                    titles.append(item["title"][:300])
+                elif isinstance(item, str):
+                    titles.append(item[:300])
+        message = body.get("message")
+        if not titles and isinstance(message, str):
+            titles.append(message[:300])
+    return titles
+
+
+def _json_or_none(response: requests.Response) -> Any:
+    try:
+        return json.loads(response.content) if response.content else None
+    except (ValueError, RecursionError):
+        return None

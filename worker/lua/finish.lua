@@ -1,0 +1,73 @@
+--[[ finish.lua: complete one sync attempt as success, retry or dead letter.
+
+KEYS[1] contact HASH   KEYS[2] leases ZSET   KEYS[3] due ZSET   KEYS[4] dead-letter stream
+KEYS[5] stats HASH
+ARGV[1] email   ARGV[2] lease token   ARGV[3] outcome: 'success' | 'retry' | 'dead'
+ARGV[4] retry delay (ms)   ARGV[5] count this as a failed attempt (1/0)
+ARGV[6] confirmed TTL (ms, 0 = keep)
+ARGV[7] dead-letter reason   ARGV[8] HTTP status or ""   ARGV[9] errors (JSON)
+ARGV[10] stats counter to increment ("" for none)
+
+Guarantees: only the lease holder completes (a stale holder changes nothing). Success moves
+in-flight values to confirmed. Retry merges in-flight values back under any newer pending
+change, so nothing is lost and nothing newer is overwritten. Dead moves them to a dead letter.
+Changes that arrived while in flight are due at once: at most one request per email is in
+flight, and a follow-up sync sends them. Returns 'stale' or the outcome.
+]]
+local key, email, token, outcome = KEYS[1], ARGV[1], ARGV[2], ARGV[3]
+if redis.call('HGET', key, 'm:lease') ~= token then return 'stale' end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+
+local fields = redis.call('HGETALL', key)
+local h = {}
+for n = 1, #fields, 2 do h[fields[n]] = fields[n + 1] end
+
+local inflight = {}
+for name, value in pairs(h) do
+  if string.sub(name, 1, 2) == 'f:' then
+    local attr = string.sub(name, 3)
+    inflight[attr] = {value, h['ft:' .. attr]}
+    redis.call('HDEL', key, name, 'ft:' .. attr)
+  end
+end
+
+redis.call('HDEL', key, 'm:lease')
+redis.call('ZREM', KEYS[2], email)
+
+if outcome == 'retry' then
+  for attr, item in pairs(inflight) do
+    local pending = h['pt:' .. attr]
+    if pending == nil or item[2] > pending then
+      redis.call('HSET', key, 'p:' .. attr, item[1], 'pt:' .. attr, item[2])
+    end
+  end
+  redis.call('HINCRBY', key, 'm:n', tonumber(h['m:fn'] or '0'))
+  redis.call('HDEL', key, 'm:fn')
+  if ARGV[5] == '1' then redis.call('HINCRBY', key, 'm:attempt', 1) end
+  redis.call('ZADD', KEYS[3], now + tonumber(ARGV[4]), email)
+else
+  if outcome == 'success' then
+    for attr, item in pairs(inflight) do
+      local confirmed = h['ct:' .. attr]
+      if confirmed == nil or item[2] > confirmed then
+        redis.call('HSET', key, 'c:' .. attr, item[1], 'ct:' .. attr, item[2])
+      end
+    end
+    redis.call('HSET', key, 'm:known', 1)
+  else
+    redis.call('XADD', KEYS[4], '*', 'reason', ARGV[7], 'email', email, 'status', ARGV[8],
+      'errors', ARGV[9], 'attributes', cjson.encode(inflight), 'attempts',
+      tonumber(h['m:attempt'] or '0') + 1, 'first_attempt_at', h['m:since'] or now, 'dead_at', now)
+    redis.call('HINCRBY', KEYS[5], 'dead_lettered', 1)
+  end
+  redis.call('HDEL', key, 'm:fn', 'm:attempt', 'm:since')
+  if redis.call('HEXISTS', key, 'm:n') == 1 then
+    redis.call('ZADD', KEYS[3], now, email)
+  else
+    local ttl = tonumber(ARGV[6])
+    if ttl > 0 then redis.call('PEXPIRE', key, ttl) end
+  end
+end
+if ARGV[10] ~= '' then redis.call('HINCRBY', KEYS[5], ARGV[10], 1) end
+return outcome

@@ -1,0 +1,80 @@
+--[[ ingest.lua: merge a batch of validated events and dead-letter the invalid ones.
+
+KEYS[1]  events stream          KEYS[2] due ZSET        KEYS[3] leases ZSET
+KEYS[4]  dead-letter stream     KEYS[5] stats HASH      KEYS[6..] one contact HASH per email
+ARGV[1]  consumer group         ARGV[2] debounce (ms)   ARGV[3] number of valid events V
+then V times:  entry id, contact key index (into KEYS), email, order key, attribute count A,
+               A pairs of attribute name and value
+then:          number of invalid entries I
+then I times:  entry id, errors (JSON), raw entry (truncated), event id or ""
+
+Guarantees, atomically per batch:
+- per attribute, last write wins by order key (occurred_at, then stream position); an event
+  older than what is pending, in flight or confirmed for an attribute changes nothing;
+- the first change to an idle email is due `debounce` ms later; later changes never push it
+  back; an email under lease is not scheduled (its sync's completion will do it);
+- every entry is acknowledged and deleted in the same step as its merge or dead letter,
+  so an entry is never merged twice and never lost.
+Returns {merged events, stale events, invalid entries}.
+]]
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local group = ARGV[1]
+local debounce = tonumber(ARGV[2])
+local i = 3
+local valid = tonumber(ARGV[i]); i = i + 1
+local merged, stale = 0, 0
+
+local function newer(candidate, current)
+  return current == false or current == nil or candidate > current
+end
+
+for _ = 1, valid do
+  local entry, key, email, order = ARGV[i], KEYS[tonumber(ARGV[i + 1])], ARGV[i + 2], ARGV[i + 3]
+  local count = tonumber(ARGV[i + 4])
+  i = i + 5
+  local changed = false
+  for _ = 1, count do
+    local name, value = ARGV[i], ARGV[i + 1]
+    i = i + 2
+    local stamps = redis.call('HMGET', key, 'pt:' .. name, 'ft:' .. name, 'ct:' .. name)
+    local best = false
+    for _, stamp in ipairs(stamps) do
+      if stamp and (best == false or stamp > best) then best = stamp end
+    end
+    if newer(order, best) then
+      redis.call('HSET', key, 'p:' .. name, value, 'pt:' .. name, order)
+      changed = true
+    end
+  end
+  if changed then
+    merged = merged + 1
+    redis.call('HINCRBY', key, 'm:n', 1)
+    redis.call('PERSIST', key)
+    if not redis.call('ZSCORE', KEYS[3], email) then
+      redis.call('ZADD', KEYS[2], 'NX', now + debounce, email)
+    end
+  else
+    stale = stale + 1
+  end
+  redis.call('XACK', KEYS[1], group, entry)
+  redis.call('XDEL', KEYS[1], entry)
+end
+
+local invalid = tonumber(ARGV[i]); i = i + 1
+for _ = 1, invalid do
+  local entry, errors, raw, event_id = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
+  i = i + 4
+  redis.call('XADD', KEYS[4], '*', 'reason', 'invalid_event', 'errors', errors, 'raw', raw,
+    'event_id', event_id, 'entry', entry, 'dead_at', now)
+  redis.call('XACK', KEYS[1], group, entry)
+  redis.call('XDEL', KEYS[1], entry)
+end
+
+if merged + stale > 0 then redis.call('HINCRBY', KEYS[5], 'events_ingested', merged + stale) end
+if stale > 0 then redis.call('HINCRBY', KEYS[5], 'events_stale', stale) end
+if invalid > 0 then
+  redis.call('HINCRBY', KEYS[5], 'events_invalid', invalid)
+  redis.call('HINCRBY', KEYS[5], 'dead_lettered', invalid)
+end
+return {merged, stale, invalid}

@@ -1,0 +1,83 @@
+"""A snapshot of the pipeline's state for ``contact-sync status`` (and metrics)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import redis
+
+from worker.keys import CONSUMER_GROUP, Keys
+
+__all__ = ["Status", "read_status"]
+
+
+@dataclass(frozen=True, slots=True)
+class Status:
+    stream_backlog: int  # entries not yet merged (unread + read but unacknowledged)
+    stream_unacked: int
+    oldest_event_age_s: float | None  # age of the oldest entry still in the stream
+    pending_contacts: int  # emails with a sync scheduled (debounce, backoff or due now)
+    due_now: int
+    most_overdue_s: float | None  # how late the most overdue scheduled sync is
+    in_flight: int  # emails under lease (a sync task is queued or running)
+    dead_letters: int
+    limiter_sent_in_window: int
+    limiter_paused_for_s: float
+    pump_running: bool
+    counters: dict[str, int] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def read_status(client: redis.Redis, keys: Keys) -> Status:
+    """Read everything in one round trip (a pipeline) against the Redis clock."""
+    pipe = client.pipeline(transaction=False)
+    pipe.time()
+    pipe.xlen(keys.events)
+    pipe.xrange(keys.events, count=1)
+    pipe.zcard(keys.due)
+    pipe.zrange(keys.due, 0, 0, withscores=True)
+    pipe.zcard(keys.leases)
+    pipe.xlen(keys.dead)
+    pipe.lrange(keys.rate_log, 0, -1)
+    pipe.get(keys.rate_pause)
+    pipe.exists(keys.pump_lock)
+    pipe.hgetall(keys.stats)
+    (now_s, now_us), backlog, first, pending, head, leases, dead, sends, pause, pump, counters = pipe.execute()
+    now_ms = now_s * 1000 + now_us // 1000
+    unacked = 0
+    try:
+        summary = client.xpending(keys.events, CONSUMER_GROUP)
+        unacked = int(summary.get("pending", 0))
+    except redis.ResponseError:
+        pass  # no group yet: nothing was ever read
+    oldest_event_age = None
+    if first:
+        first_ms = int(_text(first[0][0]).split("-")[0])
+        oldest_event_age = max(0.0, (now_ms - first_ms) / 1000)
+    most_overdue = None
+    due_now = 0
+    if head:
+        due_now = int(client.zcount(keys.due, "-inf", now_ms))
+        overdue_ms = now_ms - int(head[0][1])
+        most_overdue = max(0.0, overdue_ms / 1000) if overdue_ms >= 0 else None
+    return Status(
+        stream_backlog=int(backlog),
+        stream_unacked=unacked,
+        oldest_event_age_s=oldest_event_age,
+        pending_contacts=int(pending),
+        due_now=due_now,
+        most_overdue_s=most_overdue,
+        in_flight=int(leases),
+        dead_letters=int(dead),
+        limiter_sent_in_window=sum(1 for sent in sends if now_ms - int(sent) < 1000),
+        limiter_paused_for_s=max(0.0, (int(pause) - now_ms) / 1000) if pause else 0.0,
+        pump_running=bool(pump),
+        counters={_text(k): int(v) for k, v in counters.items()},
+    )
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else value

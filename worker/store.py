@@ -1,0 +1,226 @@
+"""The merge store: Redis state for pending, in-flight and confirmed contact values.
+
+Every state change is one Lua script (see ``worker/lua/``), so it is atomic across any
+number of workers. Times in Redis are the Redis server's clock, never a worker's.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from importlib import resources
+from typing import Any, Literal
+
+import redis
+
+from worker.keys import CONSUMER_GROUP, Keys
+from worker.schema import ContactEvent
+
+__all__ = ["Begun", "Claim", "IngestResult", "InvalidEntry", "MergeStore", "order_key"]
+
+Outcome = Literal["success", "retry", "dead"]
+
+
+def order_key(occurred_at_us: int, entry_id: str) -> str:
+    """Sortable last-write-wins key: occurred_at first, then the stream position.
+
+    Fixed-width digits make string comparison (what Lua does) match numeric order.
+    """
+    millis, _, seq = entry_id.partition("-")
+    return f"{occurred_at_us:016d}{int(millis):013d}{int(seq or 0):010d}"
+
+
+@dataclass(frozen=True, slots=True)
+class InvalidEntry:
+    entry_id: str
+    errors: Any
+    raw: str
+    event_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class IngestResult:
+    merged: int = 0
+    stale: int = 0
+    invalid: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    email: str
+    lease: str
+
+
+@dataclass(frozen=True, slots=True)
+class Begun:
+    """What begin_sync found: ``status`` is 'send', 'unchanged' or 'stale'."""
+
+    status: str
+    merged_events: int = 0
+    attempt: int = 0
+    known: bool = False
+    first_attempt_ms: int = 0
+    now_ms: int = 0
+    attributes: dict[str, str] = field(default_factory=dict)
+
+
+def _load_script(client: redis.Redis, name: str) -> Any:
+    source = resources.files("worker").joinpath("lua", f"{name}.lua").read_text("utf-8")
+    return client.register_script(source)
+
+
+class MergeStore:
+    """All of contact-sync's Redis state behind a handful of atomic operations."""
+
+    # Raw entries kept in a dead letter are cut here; 64 KiB is the event size limit anyway.
+    MAX_RAW_CHARS = 70_000
+
+    def __init__(self, client: redis.Redis, keys: Keys) -> None:
+        self.redis = client
+        self.keys = keys
+        self._ingest = _load_script(client, "ingest")
+        self._claim = _load_script(client, "claim")
+        self._begin = _load_script(client, "begin")
+        self._finish = _load_script(client, "finish")
+
+    # -- the events stream -------------------------------------------------------------
+
+    def ensure_group(self) -> None:
+        """Create the consumer group (and the stream) if missing. Idempotent.
+
+        The group starts at id 0, so events written before any worker ever ran are read too.
+        """
+        try:
+            self.redis.xgroup_create(self.keys.events, CONSUMER_GROUP, id="0", mkstream=True)
+        except redis.ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+
+    def read_events(self, consumer: str, *, count: int, block_ms: int | None) -> list[tuple[str, dict[bytes, bytes]]]:
+        """New entries for this consumer (XREADGROUP '>'), recreating a lost group."""
+        try:
+            reply = self.redis.xreadgroup(
+                CONSUMER_GROUP, consumer, {self.keys.events: ">"}, count=count, block=block_ms
+            )
+        except redis.ResponseError as exc:
+            if "NOGROUP" not in str(exc):
+                raise
+            # The group vanishes when Redis lost its data (no persistence); start it again.
+            self.ensure_group()
+            return []
+        if not reply:
+            return []
+        return [(_text(entry_id), fields) for entry_id, fields in reply[0][1]]
+
+    def reclaim_events(
+        self, consumer: str, *, min_idle_ms: int, count: int
+    ) -> list[tuple[str, dict[bytes, bytes]]]:
+        """Entries that a dead consumer read but never acknowledged (XAUTOCLAIM)."""
+        try:
+            reply = self.redis.xautoclaim(
+                self.keys.events, CONSUMER_GROUP, consumer, min_idle_time=min_idle_ms, count=count
+            )
+        except redis.ResponseError as exc:
+            if "NOGROUP" not in str(exc):
+                raise
+            self.ensure_group()
+            return []
+        return [(_text(entry_id), fields) for entry_id, fields in reply[1] if fields is not None]
+
+    def ingest(self, events: Sequence[tuple[str, ContactEvent]], invalid: Sequence[InvalidEntry], *, debounce_s: float) -> IngestResult:
+        """Merge validated events and dead-letter invalid entries, acking each one."""
+        if not events and not invalid:
+            return IngestResult()
+        contact_keys: dict[str, int] = {}
+        base = [self.keys.events, self.keys.due, self.keys.leases, self.keys.dead, self.keys.stats]
+        args: list[Any] = [CONSUMER_GROUP, int(debounce_s * 1000), len(events)]
+        for entry_id, event in events:
+            index = contact_keys.setdefault(event.email, len(base) + len(contact_keys) + 1)
+            attributes = {"email": event.email, **event.attributes}
+            args += [entry_id, index, event.email, order_key(event.occurred_at_us, entry_id), len(attributes)]
+            for name, value in attributes.items():
+                args += [name, value]
+        args.append(len(invalid))
+        for entry in invalid:
+            args += [
+                entry.entry_id,
+                json.dumps(entry.errors, ensure_ascii=False, default=str),
+                entry.raw[: self.MAX_RAW_CHARS],
+                entry.event_id or "",
+            ]
+        keys = base + [self.keys.contact(email) for email in contact_keys]
+        merged, stale, bad = self._ingest(keys=keys, args=args)
+        return IngestResult(merged=int(merged), stale=int(stale), invalid=int(bad))
+
+    # -- scheduling ----------------------------------------------------------------------
+
+    def claim_due(self, *, max_leases: int, lease_s: float) -> tuple[int, list[Claim]]:
+        """Lease due emails while fewer than ``max_leases`` exist. Returns (expired, claims)."""
+        reply = self._claim(
+            keys=[self.keys.due, self.keys.leases],
+            args=[self.keys.contact(""), max_leases, int(lease_s * 1000)],
+        )
+        expired, flat = int(reply[0]), [_text(item) for item in reply[1:]]
+        return expired, [Claim(flat[n], flat[n + 1]) for n in range(0, len(flat), 2)]
+
+    def begin_sync(self, email: str, lease: str, *, lease_s: float, confirmed_ttl_s: float) -> Begun:
+        """Move pending values in flight and drop what ActiveCampaign already confirmed."""
+        reply = self._begin(
+            keys=[self.keys.contact(email), self.keys.leases, self.keys.due, self.keys.stats],
+            args=[email, lease, int(lease_s * 1000), int(confirmed_ttl_s * 1000)],
+        )
+        status = _text(reply[0])
+        if status == "stale":
+            return Begun("stale")
+        if status == "unchanged":
+            return Begun("unchanged", merged_events=int(reply[1]))
+        flat = [_text(item) for item in reply[6:]]
+        return Begun(
+            "send",
+            merged_events=int(reply[1]),
+            attempt=int(reply[2]),
+            known=_text(reply[3]) == "1",
+            first_attempt_ms=int(reply[4]),
+            now_ms=int(reply[5]),
+            attributes={flat[n]: flat[n + 1] for n in range(0, len(flat), 2)},
+        )
+
+    def finish_sync(
+        self,
+        email: str,
+        lease: str,
+        outcome: Outcome,
+        *,
+        confirmed_ttl_s: float,
+        retry_delay_s: float = 0.0,
+        count_attempt: bool = True,
+        reason: str = "",
+        status: int | None = None,
+        errors: Any = None,
+        counter: str = "",
+    ) -> str:
+        """Complete an attempt. Returns the outcome, or 'stale' if the lease was lost."""
+        reply = self._finish(
+            keys=[self.keys.contact(email), self.keys.leases, self.keys.due, self.keys.dead, self.keys.stats],
+            args=[
+                email,
+                lease,
+                outcome,
+                int(retry_delay_s * 1000),
+                "1" if count_attempt else "0",
+                int(confirmed_ttl_s * 1000),
+                reason,
+                "" if status is None else str(status),
+                json.dumps(errors if errors is not None else [], ensure_ascii=False),
+                counter,
+            ],
+        )
+        return _text(reply)
+
+    def incr_stat(self, name: str, amount: int = 1) -> None:
+        self.redis.hincrby(self.keys.stats, name, amount)
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode("utf-8") if isinstance(value, bytes) else value
