@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 import socket
 import sys
+from functools import cached_property
 from typing import Any
 
+import celery.apps.worker
 from celery import Celery, signals
+from celery.apps.worker import Worker as _CeleryWorker
 
 from worker.errors import ConfigError
 from worker.keys import Keys
@@ -26,7 +30,36 @@ def _load_settings() -> Settings:
 
 settings = _load_settings()
 
-app = Celery("contact_sync", broker=settings.celery_broker_url, include=["worker.tasks"])
+
+class JsonWorker(_CeleryWorker):  # type: ignore[misc]
+    """``celery worker`` whose start-up banner is one JSON log line, like everything else."""
+
+    def emit_banner(self) -> None:
+        logging.getLogger("contact_sync.worker").info(
+            "worker.started hostname=%s concurrency=%s pool=%s queues=%s",
+            self.hostname,
+            self.concurrency,
+            self.pool_cls.__module__ if hasattr(self.pool_cls, "__module__") else self.pool_cls,
+            ",".join(sorted(self.app.amqp.queues)),
+        )
+
+
+def _say_as_log(msg: str, f: Any = None) -> None:
+    logging.getLogger("celery.apps.worker").warning(msg.strip())
+
+
+# Celery prints shutdown notices ("worker: Warm shutdown") with a bare print to stderr; route
+# them through logging so that every line a worker writes is a JSON object.
+celery.apps.worker.safe_say = _say_as_log
+
+
+class ContactSyncCelery(Celery):  # type: ignore[misc]
+    @cached_property
+    def Worker(self) -> Any:  # noqa: N802 - Celery's name
+        return self.subclass_with_self(JsonWorker)
+
+
+app = ContactSyncCelery("contact_sync", broker=settings.celery_broker_url, include=["worker.tasks"])
 app.conf.update(
     # Ack after the task ran, not when it was received: a crash mid-task re-delivers it.
     task_acks_late=True,
@@ -59,6 +92,13 @@ if settings.celery_broker_url.startswith(("redis://", "rediss://", "unix://")):
 @signals.setup_logging.connect
 def _setup_logging(**_: Any) -> None:
     celery_setup_logging(settings)
+
+
+@signals.celeryd_init.connect
+def _early_logging(**_: Any) -> None:
+    # Runs before Celery's privilege check, so even its warnings come out as JSON lines.
+    celery_setup_logging(settings)
+    logging.captureWarnings(True)
 
 
 @signals.worker_init.connect

@@ -10,8 +10,10 @@ re-enqueues each value with its original ``occurred_at`` and cannot overwrite ne
 
 from __future__ import annotations
 
+import builtins
 import datetime as dt
 import json
+import re
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -24,6 +26,9 @@ from worker.keys import Keys
 __all__ = ["DeadLetter", "DeadLetters"]
 
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+# A full stream id. XRANGE reads "1700000000000" as a whole millisecond's range and XDEL
+# rejects malformed ids outright, so anything else is "not found" before Redis sees it.
+_STREAM_ID = re.compile(r"\d+-\d+")
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +43,12 @@ class DeadLetter:
     raw: str | None
     event_id: str | None
     attempts: int | None
+    first_attempt_at: dt.datetime | None = None
+    entry: str | None = None  # the rejected stream entry's id (invalid events only)
+
+    def attribute_occurred_at(self) -> dict[str, dt.datetime]:
+        """When each attribute's value was changed: the occurred_at in its order key."""
+        return {name: _occurred_at(order) for name, (_, order) in self.attributes.items()}
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -46,11 +57,16 @@ class DeadLetter:
             "email": self.email,
             "status": self.status,
             "errors": self.errors,
-            "dead_at": self.dead_at.isoformat() if self.dead_at else None,
+            "dead_at": _iso(self.dead_at),
             "attributes": {name: value for name, (value, _) in self.attributes.items()},
+            "attributes_occurred_at": {
+                name: when.isoformat() for name, when in self.attribute_occurred_at().items()
+            },
             "raw": self.raw,
             "event_id": self.event_id,
+            "entry": self.entry,
             "attempts": self.attempts,
+            "first_attempt_at": _iso(self.first_attempt_at),
         }
 
     def replay_events(self) -> list[dict[str, str]]:
@@ -59,11 +75,11 @@ class DeadLetter:
             return [{"event": self.raw}]
         if self.email is None:
             return []
-        by_time: dict[int, dict[str, str]] = {}
+        by_time: dict[dt.datetime, dict[str, str]] = {}
         for name, (value, order) in self.attributes.items():
-            by_time.setdefault(int(order[:16]), {})[name] = value
+            by_time.setdefault(_occurred_at(order), {})[name] = value
         events = []
-        for occurred_us, attributes in sorted(by_time.items()):
+        for occurred_at, attributes in sorted(by_time.items()):
             contact: dict[str, Any] = {"email": self.email}
             field_values = []
             for name, value in attributes.items():
@@ -73,7 +89,6 @@ class DeadLetter:
                     contact[name] = value
             if field_values:
                 contact["fieldValues"] = field_values
-            occurred_at = _EPOCH + dt.timedelta(microseconds=occurred_us)
             document = {
                 "v": 1,
                 "id": str(uuid.uuid4()),
@@ -81,7 +96,8 @@ class DeadLetter:
                 "source": f"replay:{self.id}",
                 "contact": contact,
             }
-            events.append({"event": json.dumps(document, ensure_ascii=False, separators=(",", ":"))})
+            text = json.dumps(document, ensure_ascii=False, separators=(",", ":"))
+            events.append({"event": text})
         return events
 
 
@@ -95,12 +111,16 @@ class DeadLetters:
 
     def list(self, *, limit: int = 100, reason: str | None = None) -> list[DeadLetter]:
         """Oldest first, at most ``limit``."""
-        letters = [_parse(entry_id, fields) for entry_id, fields in self.redis.xrange(self.keys.dead, count=limit if reason is None else None)]
+        entries = self.redis.xrange(self.keys.dead, count=limit if reason is None else None)
+        letters = [_parse(entry_id, fields) for entry_id, fields in entries]
         if reason is not None:
             letters = [letter for letter in letters if letter.reason == reason][:limit]
         return letters
 
     def get(self, letter_id: str) -> DeadLetter | None:
+        """The dead letter with exactly this id, or None (also for a malformed id)."""
+        if not _STREAM_ID.fullmatch(letter_id):
+            return None
         entries = self.redis.xrange(self.keys.dead, min=letter_id, max=letter_id)
         return _parse(*entries[0]) if entries else None
 
@@ -122,21 +142,25 @@ class DeadLetters:
             pipe = self.redis.pipeline(transaction=True)
             for fields in events:
                 pipe.xadd(self.keys.events, fields)  # type: ignore[arg-type]
-            pipe.xdel(self.keys.dead, letter_id)
+            pipe.xdel(self.keys.dead, letter.id)
             pipe.execute()
             results[letter_id] = "replayed"
         return results
 
-    def all_ids(self) -> list[str]:
+    def all_ids(self) -> builtins.list[str]:  # `list` here would name the method above
         return [_text(entry_id) for entry_id, _ in self.redis.xrange(self.keys.dead)]
 
     def purge(self, letter_ids: Iterable[str] | None = None) -> int:
         """Delete the given dead letters, or all of them. Returns how many were deleted."""
         if letter_ids is None:
-            count = self.count()
-            self.redis.delete(self.keys.dead)
-            return count
-        ids = list(letter_ids)
+            # One transaction, so a letter written between the count and the delete is
+            # neither lost uncounted nor miscounted.
+            pipe = self.redis.pipeline(transaction=True)
+            pipe.xlen(self.keys.dead)
+            pipe.delete(self.keys.dead)
+            count, _ = pipe.execute()
+            return int(count)
+        ids = [letter_id for letter_id in letter_ids if _STREAM_ID.fullmatch(letter_id)]
         return int(self.redis.xdel(self.keys.dead, *ids)) if ids else 0
 
 
@@ -144,8 +168,8 @@ def _parse(entry_id: bytes | str, fields: dict[bytes, bytes]) -> DeadLetter:
     get = {_text(k): _text(v) for k, v in fields.items()}
     status = get.get("status")
     dead_at_ms = get.get("dead_at")
-    attributes_raw = get.get("attributes")
-    attributes = json.loads(attributes_raw) if attributes_raw else {}
+    first_attempt_ms = get.get("first_attempt_at")
+    attributes = _loads(get.get("attributes"))
     if not isinstance(attributes, dict):  # cjson encodes an empty table as {}; be defensive
         attributes = {}
     return DeadLetter(
@@ -154,12 +178,27 @@ def _parse(entry_id: bytes | str, fields: dict[bytes, bytes]) -> DeadLetter:
         email=get.get("email") or None,
         status=int(status) if status else None,
         errors=_loads(get.get("errors")),
-        dead_at=_EPOCH + dt.timedelta(milliseconds=int(dead_at_ms)) if dead_at_ms else None,
+        dead_at=_from_ms(dead_at_ms),
         attributes=attributes,
         raw=get.get("raw"),
         event_id=get.get("event_id") or None,
         attempts=int(get["attempts"]) if get.get("attempts") else None,
+        first_attempt_at=_from_ms(first_attempt_ms),
+        entry=get.get("entry") or None,
     )
+
+
+def _from_ms(millis: str | None) -> dt.datetime | None:
+    return _EPOCH + dt.timedelta(milliseconds=int(millis)) if millis else None
+
+
+def _iso(when: dt.datetime | None) -> str | None:
+    return when.isoformat() if when else None
+
+
+def _occurred_at(order_key: str) -> dt.datetime:
+    """The occurred_at in an order key: its first 16 digits, in microseconds since the epoch."""
+    return _EPOCH + dt.timedelta(microseconds=int(order_key[:16]))
 
 
 def _loads(text: str | None) -> Any:

@@ -45,8 +45,8 @@ def read_status(client: redis.Redis, keys: Keys) -> Status:
     pipe.get(keys.rate_pause)
     pipe.exists(keys.pump_lock)
     pipe.hgetall(keys.stats)
-    (now_s, now_us), backlog, first, pending, head, leases, dead, sends, pause, pump, counters = pipe.execute()
-    now_ms = now_s * 1000 + now_us // 1000
+    now, backlog, first, pending, head, leases, dead, sends, pause, pump, counters = pipe.execute()
+    now_ms = now[0] * 1000 + now[1] // 1000  # TIME is (seconds, microseconds)
     unacked = 0
     try:
         summary = client.xpending(keys.events, CONSUMER_GROUP)

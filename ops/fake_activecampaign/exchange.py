@@ -22,7 +22,6 @@ class Request:
     query: dict[str, list[str]]
     api_token: str | None  # held only while answering; never logged or stored
     body: Any  # parsed JSON; None when the body was empty or not JSON
-    body_is_json: bool
     arrived_at_s: float  # epoch seconds, for the request log and stats
     arrived_mono_s: float  # monotonic seconds, for the rate window and outages
     body_error: int | None = None  # 400/411/413 found while reading the body

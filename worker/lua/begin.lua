@@ -23,17 +23,20 @@ local fields = redis.call('HGETALL', key)
 local h = {}
 for n = 1, #fields, 2 do h[fields[n]] = fields[n + 1] end
 
+-- Collect first: adding keys to a Lua table while pairs() walks it is undefined behaviour.
+local pending = {}
 for name, value in pairs(h) do
-  if string.sub(name, 1, 2) == 'p:' then
-    local attr = string.sub(name, 3)
-    local order = h['pt:' .. attr]
-    local current = h['ft:' .. attr]
-    if current == nil or order > current then
-      h['f:' .. attr], h['ft:' .. attr] = value, order
-      redis.call('HSET', key, 'f:' .. attr, value, 'ft:' .. attr, order)
-    end
-    redis.call('HDEL', key, name, 'pt:' .. attr)
+  if string.sub(name, 1, 2) == 'p:' then pending[#pending + 1] = {string.sub(name, 3), value} end
+end
+for _, item in ipairs(pending) do
+  local attr, value = item[1], item[2]
+  local order = h['pt:' .. attr]
+  local current = h['ft:' .. attr]
+  if current == nil or order > current then
+    h['f:' .. attr], h['ft:' .. attr] = value, order
+    redis.call('HSET', key, 'f:' .. attr, value, 'ft:' .. attr, order)
   end
+  redis.call('HDEL', key, 'p:' .. attr, 'pt:' .. attr)
 end
 local merged = tonumber(h['m:fn'] or '0') + tonumber(h['m:n'] or '0')
 redis.call('HSET', key, 'm:fn', merged)

@@ -1,0 +1,179 @@
+"""Text rendering for the ``contact-sync`` CLI: aligned tables, ages, compact messages.
+
+Everything printed as text goes through ``printable()``: dead letters hold whatever a
+producer sent, and a raw event must not be able to move the cursor or retitle the terminal.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from worker.deadletters import DeadLetter
+from worker.status import Status
+
+__all__ = [
+    "age",
+    "compact_errors",
+    "letter_text",
+    "letters_table",
+    "message_lines",
+    "printable",
+    "status_text",
+    "table",
+    "to_json",
+]
+
+NONE = "-"
+_ERRORS_WIDTH = 60
+# C0 and C1 control characters and DEL; tabs and newlines too, since a cell is one line.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_CONTROL_BUT_NEWLINE = re.compile(r"[\x00-\x09\x0b-\x1f\x7f-\x9f]")
+
+
+def printable(text: str, *, multiline: bool = False) -> str:
+    """``text`` with control characters shown as escapes (``\\x1b``); keeps newlines if asked."""
+    pattern = _CONTROL_BUT_NEWLINE if multiline else _CONTROL
+    return pattern.sub(lambda match: repr(match.group())[1:-1], text)
+
+
+def to_json(value: Any) -> str:
+    """Indented JSON for ``--json`` output; dates and other odd values become strings."""
+    return json.dumps(value, indent=2, ensure_ascii=False, default=str)
+
+
+def age(seconds: float | None) -> str:
+    """A duration for people: ``3.2s``, ``4m 10s``, ``2h 5m``, ``3d 4h``; ``-`` for None."""
+    if seconds is None:
+        return NONE
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    whole = int(seconds)
+    if whole < 3600:
+        return f"{whole // 60}m {whole % 60}s"
+    if whole < 86400:
+        return f"{whole // 3600}h {whole % 3600 // 60}m"
+    return f"{whole // 86400}d {whole % 86400 // 3600}h"
+
+
+def table(headers: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
+    """Left-aligned columns separated by two spaces, with a header line."""
+    lines = [list(headers), *([printable(cell) for cell in row] for row in rows)]
+    widths = [max(len(line[column]) for line in lines) for column in range(len(headers))]
+    return "\n".join(
+        "  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip()
+        for line in lines
+    )
+
+
+def status_text(status: Status) -> str:
+    """``read_status()`` as labelled sections with the values in one column."""
+    rows: list[tuple[str, str | None]] = [
+        ("Stream", None),
+        ("  backlog", str(status.stream_backlog)),
+        ("  unacked", str(status.stream_unacked)),
+        ("  oldest event age", age(status.oldest_event_age_s)),
+        ("Schedule", None),
+        ("  pending contacts", str(status.pending_contacts)),
+        ("  due now", str(status.due_now)),
+        ("  most overdue", age(status.most_overdue_s)),
+        ("  in flight", str(status.in_flight)),
+        ("Dead letters", str(status.dead_letters)),
+        ("Limiter", None),
+        ("  sent in last second", str(status.limiter_sent_in_window)),
+        ("  paused for", age(status.limiter_paused_for_s or None)),
+        ("Pump running", "yes" if status.pump_running else "no"),
+        ("Counters", None if status.counters else NONE),
+        *((f"  {name}", str(count)) for name, count in sorted(status.counters.items())),
+    ]
+    width = max(len(label) for label, _ in rows)
+    return "\n".join(
+        label if value is None else f"{label.ljust(width)}  {value}" for label, value in rows
+    )
+
+
+def message_lines(messages: Any, path: str = "") -> list[str]:
+    """Flatten marshmallow-style messages (nested dicts of lists) to ``a.b: message`` lines."""
+    if isinstance(messages, Mapping):
+        lines = []
+        for key, value in messages.items():
+            lines += message_lines(value, f"{path}.{key}" if path else str(key))
+        return lines
+    if isinstance(messages, list | tuple):
+        return [line for item in messages for line in message_lines(item, path)]
+    text = str(messages)
+    return [f"{path}: {text}" if path else text]
+
+
+def compact_errors(errors: Any, *, width: int | None = None) -> str:
+    """A dead letter's errors (messages dict, list of API titles or text) on one line."""
+    if errors is None or errors == [] or errors == {}:
+        return NONE
+    text = "; ".join(message_lines(errors))
+    if width is not None and len(text) > width:
+        text = text[: width - 3] + "..."
+    return text
+
+
+def letters_table(letters: Sequence[DeadLetter]) -> str:
+    """One line per dead letter, oldest first."""
+    rows = [
+        (
+            letter.id,
+            letter.reason,
+            letter.email or NONE,
+            str(letter.status) if letter.status is not None else NONE,
+            compact_errors(letter.errors, width=_ERRORS_WIDTH),
+            _when(letter.dead_at),
+        )
+        for letter in letters
+    ]
+    return table(("ID", "REASON", "EMAIL", "STATUS", "ERRORS", "DEAD AT"), rows)
+
+
+def letter_text(letter: DeadLetter) -> str:
+    """Everything a dead letter holds, with its attributes and raw event spelled out."""
+    details = [
+        ("id", letter.id),
+        ("reason", letter.reason),
+        ("email", letter.email or NONE),
+        ("status", str(letter.status) if letter.status is not None else NONE),
+        ("attempts", str(letter.attempts) if letter.attempts is not None else NONE),
+        ("first attempt", _when(letter.first_attempt_at)),
+        ("dead at", _when(letter.dead_at)),
+        ("event id", letter.event_id or NONE),
+        ("stream entry", letter.entry or NONE),
+    ]
+    width = max(len(label) for label, _ in details)
+    lines = [f"{label.ljust(width)}  {printable(value)}" for label, value in details]
+    lines += ["", "errors:"]
+    lines += [f"  {printable(line)}" for line in message_lines(letter.errors)] or [f"  {NONE}"]
+    if letter.attributes:
+        occurred = letter.attribute_occurred_at()
+        rows = [
+            # JSON-quoted, so that "" (a real value) and trailing spaces stay visible.
+            (name, json.dumps(value, ensure_ascii=False), occurred[name].isoformat())
+            for name, (value, _) in sorted(letter.attributes.items())
+        ]
+        lines += ["", "attributes:", _indent(table(("NAME", "VALUE", "OCCURRED AT"), rows))]
+    if letter.raw is not None:
+        lines += ["", "raw:", _indent(printable(_pretty(letter.raw), multiline=True))]
+    return "\n".join(lines)
+
+
+def _pretty(raw: str) -> str:
+    try:
+        return to_json(json.loads(raw))
+    except (ValueError, RecursionError):
+        return raw  # truncated or not JSON at all: show it as it was received
+
+
+def _indent(text: str) -> str:
+    return "\n".join(f"  {line}" for line in text.split("\n"))
+
+
+def _when(moment: dt.datetime | None) -> str:
+    return moment.strftime("%Y-%m-%d %H:%M:%S UTC") if moment else NONE
