@@ -22,13 +22,16 @@ __all__ = ["RetryPlan", "backoff_delay_s", "config_error_delay_s", "plan_retry"]
 
 
 def backoff_delay_s(attempt: int, *, base_s: float, cap_s: float, rng: random.Random) -> float:
-    """Full-jitter delay before retry number ``attempt`` (1 = first retry): U(0, min(cap, base*2^(attempt-1)))."""
+    """Full-jitter delay (s) after failed attempt number ``attempt`` (1-based).
+
+    Uniform on [0, min(cap_s, base_s * 2 ** (attempt - 1))].
+    """
     ceiling = min(cap_s, base_s * 2.0 ** min(max(attempt - 1, 0), 60))
     return rng.uniform(0.0, ceiling)
 
 
 def config_error_delay_s(attempt: int, *, base_s: float, cap_s: float, rng: random.Random) -> float:
-    """"Equal jitter" delay for configuration errors: never shorter than half the ceiling.
+    """ "Equal jitter" delay for configuration errors: never shorter than half the ceiling.
 
     A wrong token will not fix itself in a second, so these retries stay long.
     """
@@ -64,9 +67,13 @@ def plan_retry(
     if isinstance(error, ApiRejected):
         return RetryPlan(dead_reason="api_rejected")
     if age_s >= max_retry_age_s:
-        return RetryPlan(dead_reason="retry_expired", config_error=isinstance(error, ApiConfigError))
+        return RetryPlan(
+            dead_reason="retry_expired", config_error=isinstance(error, ApiConfigError)
+        )
     if isinstance(error, ApiConfigError):
-        delay = config_error_delay_s(attempt, base_s=config_error_base_s, cap_s=max(cap_s, config_error_base_s), rng=rng)
+        delay = config_error_delay_s(
+            attempt, base_s=config_error_base_s, cap_s=max(cap_s, config_error_base_s), rng=rng
+        )
         return RetryPlan(delay_s=delay, config_error=True)
     delay = backoff_delay_s(attempt, base_s=base_s, cap_s=cap_s, rng=rng)
     if isinstance(error, RateLimited):

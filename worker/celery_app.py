@@ -55,7 +55,7 @@ celery.apps.worker.safe_say = _say_as_log
 
 class ContactSyncCelery(Celery):  # type: ignore[misc]
     @cached_property
-    def Worker(self) -> Any:  # noqa: N802 - Celery's name
+    def Worker(self) -> Any:
         return self.subclass_with_self(JsonWorker)
 
 
@@ -130,7 +130,12 @@ def _start_pump_trigger(**_: Any) -> None:
     from worker.tasks import pump_task_apply
     from worker.trigger import PumpTrigger
 
-    _trigger = PumpTrigger(redis_client(settings), Keys(settings.key_prefix), pump_task_apply, node=socket.gethostname())
+    _trigger = PumpTrigger(
+        redis_client(settings),
+        Keys(settings.key_prefix),
+        pump_task_apply,
+        node=socket.gethostname(),
+    )
     _trigger.start()
 
 

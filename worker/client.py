@@ -76,7 +76,7 @@ class ActiveCampaignClient:
         self._clock = clock
 
     def sync_contact(self, contact: Mapping[str, Any]) -> SyncResult:
-        """``POST /api/3/contact/sync`` with ``{"contact": contact}``. Raises ApiError subclasses."""
+        """``POST /api/3/contact/sync`` with ``{"contact": contact}``. Raises ApiError."""
         started = self._clock()
         response = self._post("/api/3/contact/sync", {"contact": dict(contact)})
         latency_ms = (self._clock() - started) * 1000.0
@@ -124,7 +124,9 @@ def raise_for_status(response: requests.Response) -> None:
     raise ApiRejected(status, titles)
 
 
-def parse_retry_after_s(value: str | None, *, now: float | None = None, default_s: float = 1.0) -> float:
+def parse_retry_after_s(
+    value: str | None, *, now: float | None = None, default_s: float = 1.0
+) -> float:
     """Seconds to wait from a Retry-After header: delta-seconds or an HTTP-date (RFC 9110)."""
     if value is None or not value.strip():
         return default_s

@@ -103,7 +103,7 @@ class DeadLetter:
 
 class DeadLetters:
     def __init__(self, client: redis.Redis, keys: Keys) -> None:
-        self.redis = client
+        self.redis: Any = client  # redis-py types replies as Awaitable | Any
         self.keys = keys
 
     def count(self) -> int:
@@ -141,7 +141,7 @@ class DeadLetters:
                 continue
             pipe = self.redis.pipeline(transaction=True)
             for fields in events:
-                pipe.xadd(self.keys.events, fields)  # type: ignore[arg-type]
+                pipe.xadd(self.keys.events, fields)
             pipe.xdel(self.keys.dead, letter.id)
             pipe.execute()
             results[letter_id] = "replayed"

@@ -80,11 +80,17 @@ def decode_entry(entry_id: str, fields: dict[bytes, bytes]) -> ContactEvent | In
     raw = fields.get(b"event")
     if raw is None:
         names = sorted(name.decode("utf-8", "replace") for name in fields)
-        return InvalidEntry(entry_id, {"_entry": [f"Entry has no 'event' field (fields: {names})."]}, _lossless(fields))
+        return InvalidEntry(
+            entry_id,
+            {"_entry": [f"Entry has no 'event' field (fields: {names})."]},
+            _lossless(fields),
+        )
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
-        return InvalidEntry(entry_id, {"_event": ["Event is not valid UTF-8."]}, raw.decode("utf-8", "replace"))
+        return InvalidEntry(
+            entry_id, {"_event": ["Event is not valid UTF-8."]}, raw.decode("utf-8", "replace")
+        )
     try:
         return decode_event(text)
     except InvalidContactEvent as exc:
@@ -92,7 +98,9 @@ def decode_entry(entry_id: str, fields: dict[bytes, bytes]) -> ContactEvent | In
 
 
 def _lossless(fields: dict[bytes, bytes]) -> str:
-    return json.dumps({k.decode("utf-8", "replace"): v.decode("utf-8", "replace") for k, v in fields.items()})
+    return json.dumps(
+        {k.decode("utf-8", "replace"): v.decode("utf-8", "replace") for k, v in fields.items()}
+    )
 
 
 class Pump:
@@ -140,13 +148,19 @@ class Pump:
         now = self._monotonic()
         if now - self._last_reclaim >= RECLAIM_EVERY_S:
             self._last_reclaim = now
-            orphans = self.store.reclaim_events(self.consumer, min_idle_ms=self.reclaim_idle_ms, count=self.batch_size)
+            orphans = self.store.reclaim_events(
+                self.consumer, min_idle_ms=self.reclaim_idle_ms, count=self.batch_size
+            )
             report.reclaimed += len(orphans)
             self._ingest(orphans, report)
         # Blocking at most block_ms bounds how late a due sync can start.
-        entries = self.store.read_events(self.consumer, count=self.batch_size, block_ms=self.block_ms)
+        entries = self.store.read_events(
+            self.consumer, count=self.batch_size, block_ms=self.block_ms
+        )
         self._ingest(entries, report)
-        expired, claims = self.store.claim_due(max_leases=self.max_leases, lease_s=self.settings.lease_s)
+        expired, claims = self.store.claim_due(
+            max_leases=self.max_leases, lease_s=self.settings.lease_s
+        )
         report.expired_leases += expired
         for claim in claims:
             self.enqueue_sync(claim)

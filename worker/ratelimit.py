@@ -60,7 +60,11 @@ class RateLimiter:
 
     def try_acquire(self) -> float:
         """Take a slot now if one is free. Returns 0.0 on success, else seconds to wait."""
-        wait_ms = int(self._take(keys=[self.keys.rate_log, self.keys.rate_pause], args=[self.limit, self.window_ms]))
+        wait_ms = int(
+            self._take(
+                keys=[self.keys.rate_log, self.keys.rate_pause], args=[self.limit, self.window_ms]
+            )
+        )
         return wait_ms / 1000.0
 
     def acquire(self, *, max_wait_s: float) -> Acquired:
@@ -82,12 +86,12 @@ class RateLimiter:
 
     def paused_for_s(self, client: redis.Redis) -> float:
         """Seconds left of the current pause (0 when none), by the Redis clock."""
-        until = client.get(self.keys.rate_pause)
+        pipe: Any = client.pipeline(transaction=False)  # redis-py types replies as Awaitable | Any
+        until, (seconds, micros) = pipe.get(self.keys.rate_pause).time().execute()
         if until is None:
             return 0.0
-        seconds, micros = client.time()
         now_ms = seconds * 1000 + micros // 1000
-        return max(0.0, (int(until) - now_ms) / 1000.0)
+        return max(0.0, (int(until) - int(now_ms)) / 1000.0)
 
 
 def _script(client: redis.Redis, name: str) -> Any:

@@ -55,7 +55,8 @@ def get_runtime(settings: Settings) -> Runtime:
     global _runtime, _runtime_pid
     if _runtime is None or _runtime_pid != os.getpid():
         settings.require_api()
-        assert settings.activecampaign_url is not None and settings.api_token is not None
+        if settings.activecampaign_url is None or settings.api_token is None:  # for mypy
+            raise RuntimeError("require_api() let a missing API setting through")
         client = redis_client(settings)
         keys = Keys(settings.key_prefix)
         _runtime = Runtime(
@@ -63,11 +64,13 @@ def get_runtime(settings: Settings) -> Runtime:
             redis=client,
             keys=keys,
             store=MergeStore(client, keys),
-            limiter=RateLimiter(client, keys, rate_per_s=settings.rate_limit, margin_ms=settings.rate_margin_ms),
+            limiter=RateLimiter(
+                client, keys, rate_per_s=settings.rate_limit, margin_ms=settings.rate_margin_ms
+            ),
             client=ActiveCampaignClient(
                 settings.activecampaign_url, settings.api_token, timeout_s=settings.http_timeout_s
             ),
-            rng=random.Random(),  # noqa: S311 - jitter, not cryptography
+            rng=random.Random(),
         )
         _runtime_pid = os.getpid()
     return _runtime

@@ -20,7 +20,16 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from marshmallow import EXCLUDE, RAISE, Schema, ValidationError, fields, pre_load, validate, validates_schema
+from marshmallow import (
+    EXCLUDE,
+    RAISE,
+    Schema,
+    ValidationError,
+    fields,
+    pre_load,
+    validate,
+    validates_schema,
+)
 
 from worker.errors import InvalidContactEvent
 
@@ -56,7 +65,7 @@ class NormalizedEmail(fields.String):
         return text
 
 
-class CustomFieldId(fields.Field):
+class CustomFieldId(fields.Field[str]):
     """A custom field id: a positive integer, given as an int or a string of digits."""
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
@@ -73,7 +82,7 @@ class CustomFieldId(fields.Field):
         return str(number)
 
 
-class CustomFieldValue(fields.Field):
+class CustomFieldValue(fields.Field[str]):
     """A custom field value, normalized to the string ActiveCampaign expects.
 
     A list of strings becomes ``||a||b||`` (checkbox, multiselect), a date becomes
@@ -96,7 +105,9 @@ class CustomFieldValue(fields.Field):
                 raise ValidationError("List items must not contain '||'.")
             text = "||" + "||".join(value) + "||" if value else ""
         else:
-            raise ValidationError("Value must be a string, a list of strings, a date or an aware datetime.")
+            raise ValidationError(
+                "Value must be a string, a list of strings, a date or an aware datetime."
+            )
         if len(text) > MAX_FIELD_VALUE_CHARS:
             raise ValidationError(f"Longer than maximum length {MAX_FIELD_VALUE_CHARS}.")
         return text
@@ -119,10 +130,10 @@ class ContactSchema(Schema):
         unknown = RAISE
 
     email = NormalizedEmail(required=True)
-    firstName = fields.String(validate=validate.Length(max=MAX_TEXT))  # noqa: N815 - API name
-    lastName = fields.String(validate=validate.Length(max=MAX_TEXT))  # noqa: N815 - API name
+    firstName = fields.String(validate=validate.Length(max=MAX_TEXT))
+    lastName = fields.String(validate=validate.Length(max=MAX_TEXT))
     phone = fields.String(validate=validate.Length(max=MAX_TEXT))
-    fieldValues = fields.List(  # noqa: N815 - API name
+    fieldValues = fields.List(
         fields.Nested(FieldValueSchema), validate=validate.Length(max=MAX_FIELD_VALUES)
     )
 
@@ -139,7 +150,9 @@ class ContactSchema(Schema):
         seen: set[str] = set()
         for item in data.get("fieldValues", []):
             if item["field"] in seen:
-                raise ValidationError(f"Custom field {item['field']} appears more than once.", "fieldValues")
+                raise ValidationError(
+                    f"Custom field {item['field']} appears more than once.", "fieldValues"
+                )
             seen.add(item["field"])
 
 
@@ -150,7 +163,9 @@ class EventSchema(Schema):
     v = fields.Integer(required=True, strict=True, validate=validate.Equal(WIRE_VERSION))
     id = fields.UUID(required=True)
     occurred_at = fields.AwareDateTime(required=True)
-    source = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=MAX_TEXT))
+    source = fields.String(
+        load_default=None, allow_none=True, validate=validate.Length(max=MAX_TEXT)
+    )
     contact = fields.Nested(ContactSchema, required=True)
 
 
@@ -216,7 +231,9 @@ def encode_event(
     elif occurred_at.tzinfo is None or occurred_at.utcoffset() is None:
         raise InvalidContactEvent({"occurred_at": ["Must be timezone-aware."]})
     if source is not None and (not isinstance(source, str) or len(source) > MAX_TEXT):
-        raise InvalidContactEvent({"source": [f"Must be a string of at most {MAX_TEXT} characters."]})
+        raise InvalidContactEvent(
+            {"source": [f"Must be a string of at most {MAX_TEXT} characters."]}
+        )
     normalized = normalize_contact(contact)
     event_id = event_id or str(uuid.uuid4())
     document = {
@@ -230,7 +247,9 @@ def encode_event(
     text = json.dumps(document, ensure_ascii=False, separators=(",", ":"))
     size = len(text.encode("utf-8"))
     if size > MAX_EVENT_BYTES:
-        raise InvalidContactEvent({"_event": [f"Encoded event is {size} bytes; the limit is {MAX_EVENT_BYTES}."]})
+        raise InvalidContactEvent(
+            {"_event": [f"Encoded event is {size} bytes; the limit is {MAX_EVENT_BYTES}."]}
+        )
     return event_id, text
 
 
@@ -241,7 +260,9 @@ def decode_event(raw: bytes | str) -> ContactEvent:
     """
     size = len(raw) if isinstance(raw, bytes) else len(raw.encode("utf-8", "surrogatepass"))
     if size > MAX_EVENT_BYTES:
-        raise InvalidContactEvent({"_event": [f"Event is {size} bytes; the limit is {MAX_EVENT_BYTES}."]})
+        raise InvalidContactEvent(
+            {"_event": [f"Event is {size} bytes; the limit is {MAX_EVENT_BYTES}."]}
+        )
     try:
         document = json.loads(raw)
     except (ValueError, RecursionError) as exc:
@@ -279,7 +300,9 @@ def event_id_of(raw: bytes | str) -> str | None:
 
 def contact_to_attributes(contact: Mapping[str, Any]) -> dict[str, str]:
     """Flatten a normalized contact into merge attributes (email excluded)."""
-    attributes = {name: contact[name] for name in ("firstName", "lastName", "phone") if name in contact}
+    attributes = {
+        name: contact[name] for name in ("firstName", "lastName", "phone") if name in contact
+    }
     for item in contact.get("fieldValues", ()):
         attributes[FIELD_PREFIX + item["field"]] = item["value"]
     return attributes

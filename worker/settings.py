@@ -85,7 +85,9 @@ class Settings:
     def require_api(self) -> Settings:
         """Raise ConfigError unless the worker-only settings (URL and token) are present."""
         if not self.activecampaign_url:
-            raise ConfigError("ACTIVECAMPAIGN_URL", "is required by the worker (e.g. https://acct.api-us1.com)")
+            raise ConfigError(
+                "ACTIVECAMPAIGN_URL", "is required by the worker (e.g. https://acct.api-us1.com)"
+            )
         if self.api_token is None:
             raise ConfigError(
                 "ACTIVECAMPAIGN_API_TOKEN",
@@ -110,16 +112,30 @@ class Settings:
             key_prefix=reader.key_prefix("CONTACT_SYNC_KEY_PREFIX", cls.key_prefix),
             debounce_s=reader.number("CONTACT_SYNC_DEBOUNCE_S", cls.debounce_s, minimum=0),
             rate_limit=reader.number("CONTACT_SYNC_RATE_LIMIT", cls.rate_limit, minimum=0.01),
-            rate_margin_ms=int(reader.number("CONTACT_SYNC_RATE_MARGIN_MS", cls.rate_margin_ms, minimum=0)),
-            http_timeout_s=reader.number("CONTACT_SYNC_HTTP_TIMEOUT_S", cls.http_timeout_s, minimum=0.1),
-            max_retry_age_s=reader.number("CONTACT_SYNC_MAX_RETRY_AGE_S", cls.max_retry_age_s, minimum=0),
-            backoff_base_s=reader.number("CONTACT_SYNC_BACKOFF_BASE_S", cls.backoff_base_s, minimum=0.01),
-            backoff_cap_s=reader.number("CONTACT_SYNC_BACKOFF_CAP_S", cls.backoff_cap_s, minimum=0.01),
+            rate_margin_ms=int(
+                reader.number("CONTACT_SYNC_RATE_MARGIN_MS", cls.rate_margin_ms, minimum=0)
+            ),
+            http_timeout_s=reader.number(
+                "CONTACT_SYNC_HTTP_TIMEOUT_S", cls.http_timeout_s, minimum=0.1
+            ),
+            max_retry_age_s=reader.number(
+                "CONTACT_SYNC_MAX_RETRY_AGE_S", cls.max_retry_age_s, minimum=0
+            ),
+            backoff_base_s=reader.number(
+                "CONTACT_SYNC_BACKOFF_BASE_S", cls.backoff_base_s, minimum=0.01
+            ),
+            backoff_cap_s=reader.number(
+                "CONTACT_SYNC_BACKOFF_CAP_S", cls.backoff_cap_s, minimum=0.01
+            ),
             config_error_backoff_s=reader.number(
                 "CONTACT_SYNC_CONFIG_ERROR_BACKOFF_S", cls.config_error_backoff_s, minimum=0.01
             ),
-            confirmed_ttl_s=reader.number("CONTACT_SYNC_CONFIRMED_TTL_S", cls.confirmed_ttl_s, minimum=0),
-            log_level=reader.choice("CONTACT_SYNC_LOG_LEVEL", cls.log_level, _LOG_LEVELS, upper=True),
+            confirmed_ttl_s=reader.number(
+                "CONTACT_SYNC_CONFIRMED_TTL_S", cls.confirmed_ttl_s, minimum=0
+            ),
+            log_level=reader.choice(
+                "CONTACT_SYNC_LOG_LEVEL", cls.log_level, _LOG_LEVELS, upper=True
+            ),
             log_format=reader.choice("CONTACT_SYNC_LOG_FORMAT", cls.log_format, _LOG_FORMATS),
             log_pii=reader.boolean("CONTACT_SYNC_LOG_PII", cls.log_pii),
         )
@@ -188,7 +204,9 @@ class _Reader:
             return None
         parts = urlsplit(raw)
         if parts.scheme not in {"http", "https"} or not parts.hostname:
-            raise ConfigError(name, f"must be an http(s) base URL like https://acct.api-us1.com, got {raw!r}")
+            raise ConfigError(
+                name, f"must be an http(s) base URL like https://acct.api-us1.com, got {raw!r}"
+            )
         if parts.scheme == "http" and not (allow_insecure or _is_loopback(parts.hostname)):
             raise ConfigError(
                 name,
@@ -204,19 +222,24 @@ class _Reader:
         path = self._raw("ACTIVECAMPAIGN_API_TOKEN_FILE")
         if direct is not None and path is not None:
             raise ConfigError(
-                "ACTIVECAMPAIGN_API_TOKEN_FILE", "set either it or ACTIVECAMPAIGN_API_TOKEN, not both"
+                "ACTIVECAMPAIGN_API_TOKEN_FILE",
+                "set either it or ACTIVECAMPAIGN_API_TOKEN, not both",
             )
         if path is not None:
             try:
                 direct = Path(path).read_text(encoding="utf-8").strip()
             except OSError as exc:
-                raise ConfigError("ACTIVECAMPAIGN_API_TOKEN_FILE", f"cannot read {path}: {exc.strerror}") from None
+                raise ConfigError(
+                    "ACTIVECAMPAIGN_API_TOKEN_FILE", f"cannot read {path}: {exc.strerror}"
+                ) from None
             if not direct:
                 raise ConfigError("ACTIVECAMPAIGN_API_TOKEN_FILE", f"{path} is empty")
         if direct is None:
             return None
         if any(ch.isspace() or ord(ch) < 32 for ch in direct):
-            raise ConfigError("ACTIVECAMPAIGN_API_TOKEN", "must not contain white space or control characters")
+            raise ConfigError(
+                "ACTIVECAMPAIGN_API_TOKEN", "must not contain white space or control characters"
+            )
         return Secret(direct)
 
 

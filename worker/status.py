@@ -31,8 +31,9 @@ class Status:
         return asdict(self)
 
 
-def read_status(client: redis.Redis, keys: Keys) -> Status:
+def read_status(redis_client: redis.Redis, keys: Keys) -> Status:
     """Read everything in one round trip (a pipeline) against the Redis clock."""
+    client: Any = redis_client  # redis-py types replies as Awaitable | Any
     pipe = client.pipeline(transaction=False)
     pipe.time()
     pipe.xlen(keys.events)

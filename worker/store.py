@@ -77,7 +77,7 @@ class MergeStore:
     MAX_RAW_CHARS = 70_000
 
     def __init__(self, client: redis.Redis, keys: Keys) -> None:
-        self.redis = client
+        self.redis: Any = client  # redis-py types replies as Awaitable | Any
         self.keys = keys
         self._ingest = _load_script(client, "ingest")
         self._claim = _load_script(client, "claim")
@@ -97,7 +97,9 @@ class MergeStore:
             if "BUSYGROUP" not in str(exc):
                 raise
 
-    def read_events(self, consumer: str, *, count: int, block_ms: int | None) -> list[tuple[str, dict[bytes, bytes]]]:
+    def read_events(
+        self, consumer: str, *, count: int, block_ms: int | None
+    ) -> list[tuple[str, dict[bytes, bytes]]]:
         """New entries for this consumer (XREADGROUP '>'), recreating a lost group."""
         try:
             reply = self.redis.xreadgroup(
@@ -128,7 +130,13 @@ class MergeStore:
             return []
         return [(_text(entry_id), fields) for entry_id, fields in reply[1] if fields is not None]
 
-    def ingest(self, events: Sequence[tuple[str, ContactEvent]], invalid: Sequence[InvalidEntry], *, debounce_s: float) -> IngestResult:
+    def ingest(
+        self,
+        events: Sequence[tuple[str, ContactEvent]],
+        invalid: Sequence[InvalidEntry],
+        *,
+        debounce_s: float,
+    ) -> IngestResult:
         """Merge validated events and dead-letter invalid entries, acking each one."""
         if not events and not invalid:
             return IngestResult()
@@ -138,7 +146,13 @@ class MergeStore:
         for entry_id, event in events:
             index = contact_keys.setdefault(event.email, len(base) + len(contact_keys) + 1)
             attributes = {"email": event.email, **event.attributes}
-            args += [entry_id, index, event.email, order_key(event.occurred_at_us, entry_id), len(attributes)]
+            args += [
+                entry_id,
+                index,
+                event.email,
+                order_key(event.occurred_at_us, entry_id),
+                len(attributes),
+            ]
             for name, value in attributes.items():
                 args += [name, value]
         args.append(len(invalid))
@@ -164,7 +178,9 @@ class MergeStore:
         expired, flat = int(reply[0]), [_text(item) for item in reply[1:]]
         return expired, [Claim(flat[n], flat[n + 1]) for n in range(0, len(flat), 2)]
 
-    def begin_sync(self, email: str, lease: str, *, lease_s: float, confirmed_ttl_s: float) -> Begun:
+    def begin_sync(
+        self, email: str, lease: str, *, lease_s: float, confirmed_ttl_s: float
+    ) -> Begun:
         """Move pending values in flight and drop what ActiveCampaign already confirmed."""
         reply = self._begin(
             keys=[self.keys.contact(email), self.keys.leases, self.keys.due, self.keys.stats],
@@ -202,7 +218,13 @@ class MergeStore:
     ) -> str:
         """Complete an attempt. Returns the outcome, or 'stale' if the lease was lost."""
         reply = self._finish(
-            keys=[self.keys.contact(email), self.keys.leases, self.keys.due, self.keys.dead, self.keys.stats],
+            keys=[
+                self.keys.contact(email),
+                self.keys.leases,
+                self.keys.due,
+                self.keys.dead,
+                self.keys.stats,
+            ],
             args=[
                 email,
                 lease,

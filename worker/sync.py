@@ -44,15 +44,25 @@ def sync_contact(
     ttl_s = settings.confirmed_ttl_s
     begun = store.begin_sync(email, lease, lease_s=settings.lease_s, confirmed_ttl_s=ttl_s)
     if begun.status == "stale":
-        return SyncOutcome("contact.sync_skipped", "debug", {"email": email, "reason": "lease_lost"})
+        return SyncOutcome(
+            "contact.sync_skipped", "debug", {"email": email, "reason": "lease_lost"}
+        )
     if begun.status == "unchanged":
-        return SyncOutcome("contact.unchanged", fields={"email": email, "merged_events": begun.merged_events})
+        return SyncOutcome(
+            "contact.unchanged", fields={"email": email, "merged_events": begun.merged_events}
+        )
 
-    slot = limiter.acquire(max_wait_s=max(1.0, settings.lease_s - settings.http_timeout_s - _LEASE_SAFETY_S))
+    slot = limiter.acquire(
+        max_wait_s=max(1.0, settings.lease_s - settings.http_timeout_s - _LEASE_SAFETY_S)
+    )
     if not slot.ok:
         # The budget is spoken for; hand the change back without counting a failed attempt.
-        store.finish_sync(email, lease, "retry", confirmed_ttl_s=ttl_s, retry_delay_s=0, count_attempt=False)
-        return SyncOutcome("contact.sync_deferred", "debug", {"email": email, "waited_s": round(slot.waited_s, 3)})
+        store.finish_sync(
+            email, lease, "retry", confirmed_ttl_s=ttl_s, retry_delay_s=0, count_attempt=False
+        )
+        return SyncOutcome(
+            "contact.sync_deferred", "debug", {"email": email, "waited_s": round(slot.waited_s, 3)}
+        )
 
     attributes = {name: value for name, value in begun.attributes.items() if name != "email"}
     common = {
@@ -66,15 +76,50 @@ def sync_contact(
     try:
         result = client.sync_contact(attributes_to_contact(email, attributes.items()))
     except ApiError as error:
-        return _failed(email, lease, error, begun.now_ms - begun.first_attempt_ms, started, common, store, limiter, settings, rng)
+        return _failed(
+            email,
+            lease,
+            error,
+            begun.now_ms - begun.first_attempt_ms,
+            started,
+            common,
+            store,
+            limiter,
+            settings,
+            rng,
+        )
 
     action = "updated" if begun.known else result.action
     counters = {"created": "synced_created", "updated": "synced_updated"}
-    if store.finish_sync(email, lease, "success", confirmed_ttl_s=ttl_s, counter=counters.get(action or "", "synced_unknown")) == "stale":
-        return SyncOutcome("contact.synced", "warning", {**common, "contact_id": result.contact_id, "action": action, "note": "lease expired during the request"})
+    if (
+        store.finish_sync(
+            email,
+            lease,
+            "success",
+            confirmed_ttl_s=ttl_s,
+            counter=counters.get(action or "", "synced_unknown"),
+        )
+        == "stale"
+    ):
+        return SyncOutcome(
+            "contact.synced",
+            "warning",
+            {
+                **common,
+                "contact_id": result.contact_id,
+                "action": action,
+                "note": "lease expired during the request",
+            },
+        )
     return SyncOutcome(
         "contact.synced",
-        fields={**common, "contact_id": result.contact_id, "action": action, "status": result.status, "latency_ms": round(result.latency_ms, 1)},
+        fields={
+            **common,
+            "contact_id": result.contact_id,
+            "action": action,
+            "status": result.status,
+            "latency_ms": round(result.latency_ms, 1),
+        },
     )
 
 
@@ -107,17 +152,29 @@ def _failed(
     details = {
         **common,
         "error": type(error).__name__,
-        "status": error.status if isinstance(error, ApiStatusError) else (429 if isinstance(error, RateLimited) else None),
+        "status": error.status
+        if isinstance(error, ApiStatusError)
+        else (429 if isinstance(error, RateLimited) else None),
         "errors": error.errors if isinstance(error, ApiStatusError) else [],
         "latency_ms": round(elapsed_s * 1000, 1),
     }
     ttl_s = settings.confirmed_ttl_s
     if plan.dead_reason is not None:
         store.finish_sync(
-            email, lease, "dead", confirmed_ttl_s=ttl_s, reason=plan.dead_reason, status=details["status"], errors=details["errors"]
+            email,
+            lease,
+            "dead",
+            confirmed_ttl_s=ttl_s,
+            reason=plan.dead_reason,
+            status=details["status"],
+            errors=details["errors"],
         )
-        return SyncOutcome("contact.dead_lettered", "error", {**details, "reason": plan.dead_reason})
-    store.finish_sync(email, lease, "retry", confirmed_ttl_s=ttl_s, retry_delay_s=plan.delay_s, counter="retries")
+        return SyncOutcome(
+            "contact.dead_lettered", "error", {**details, "reason": plan.dead_reason}
+        )
+    store.finish_sync(
+        email, lease, "retry", confirmed_ttl_s=ttl_s, retry_delay_s=plan.delay_s, counter="retries"
+    )
     level = "error" if plan.config_error else "warning"
     if isinstance(error, RateLimited):
         details["retry_after_s"] = error.retry_after_s

@@ -52,7 +52,9 @@ def enqueue_sync(claim: Claim) -> None:
 
 
 def _log_invalid(entry: InvalidEntry) -> None:
-    log.warning("event.invalid", entry_id=entry.entry_id, event_id=entry.event_id, errors=entry.errors)
+    log.warning(
+        "event.invalid", entry_id=entry.entry_id, event_id=entry.event_id, errors=entry.errors
+    )
 
 
 @app.task(name="contact_sync.pump", bind=True, ignore_result=True)
@@ -64,7 +66,11 @@ def pump(self: Task) -> dict[str, Any]:
         return {"skipped": "another pump is running"}
     consumer = f"{socket.gethostname()}:{os.getpid()}"
     worker_pump = Pump(
-        runtime.store, settings=settings, enqueue_sync=enqueue_sync, on_invalid=_log_invalid, consumer=consumer
+        runtime.store,
+        settings=settings,
+        enqueue_sync=enqueue_sync,
+        on_invalid=_log_invalid,
+        consumer=consumer,
     )
     try:
         report = worker_pump.run(lock, window_s=PUMP_WINDOW_S)
@@ -74,7 +80,13 @@ def pump(self: Task) -> dict[str, Any]:
     if runtime.redis.set(runtime.keys.pump_trigger, consumer, px=int(PUMP_LOCK_TTL_S * 1000)):
         pump_task_apply()
     summary = report.as_dict()
-    if report.merged or report.invalid or report.claimed or report.reclaimed or report.expired_leases:
+    if (
+        report.merged
+        or report.invalid
+        or report.claimed
+        or report.reclaimed
+        or report.expired_leases
+    ):
         log.info("pump.report", **summary)
     return summary
 

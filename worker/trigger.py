@@ -54,7 +54,7 @@ class PumpTrigger(threading.Thread):
         while not self._stopping.wait(self.interval_s):
             try:
                 self.tick()
-            except Exception as exc:  # noqa: BLE001 - the thread must outlive any outage
+            except Exception as exc:
                 if self._healthy:
                     log.warning("pump_trigger.error", error=type(exc).__name__, detail=str(exc))
                 self._healthy = False

@@ -20,7 +20,9 @@ from worker.keys import Keys
 TOKEN = "0123456789abcdef-test-token-DO-NOT-LEAK-42"
 
 
-def wait_until(predicate: Callable[[], Any], *, timeout_s: float, interval_s: float = 0.05, message: str = "") -> Any:
+def wait_until(
+    predicate: Callable[[], Any], *, timeout_s: float, interval_s: float = 0.05, message: str = ""
+) -> Any:
     """Poll ``predicate`` until it returns something truthy; fail after ``timeout_s``."""
     deadline = time.monotonic() + timeout_s
     while True:
@@ -54,18 +56,36 @@ class WorkerProcess:
 
     def start(self) -> WorkerProcess:
         command = [
-            sys.executable, "-m", "celery", "-A", "worker", "worker",
-            "--concurrency", str(self.concurrency), "--hostname", f"{self.name}@localhost",
-            "--without-mingle", "--without-gossip", *self.extra_args,
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "worker",
+            "worker",
+            "--concurrency",
+            str(self.concurrency),
+            "--hostname",
+            f"{self.name}@localhost",
+            "--without-mingle",
+            "--without-gossip",
+            *self.extra_args,
         ]
         self._log = self.log_path.open("ab")
         self.process = subprocess.Popen(
-            command, env=self.env, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True
+            command,
+            env=self.env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         return self
 
     def wait_ready(self, timeout_s: float = 30.0) -> None:
-        wait_until(lambda: b"ready" in self.log_path.read_bytes() or self._died(), timeout_s=timeout_s, message=f"{self.name} ready")
+        wait_until(
+            lambda: b"ready" in self.log_path.read_bytes() or self._died(),
+            timeout_s=timeout_s,
+            message=f"{self.name} ready",
+        )
         if self._died():
             raise AssertionError(f"worker {self.name} exited:\n{self.output()[-3000:]}")
 
@@ -105,12 +125,16 @@ class WorkerPool:
     log_dir: Path
     workers: list[WorkerProcess] = field(default_factory=list)
 
-    def start(self, count: int = 1, *, concurrency: int = 2, wait: bool = True, **env: str) -> list[WorkerProcess]:
+    def start(
+        self, count: int = 1, *, concurrency: int = 2, wait: bool = True, **env: str
+    ) -> list[WorkerProcess]:
         started = []
         for _ in range(count):
             name = f"w{len(self.workers) + 1}"
             merged = {**self.base_env, **env}
-            worker = WorkerProcess(name, merged, self.log_dir / f"{name}.log", concurrency=concurrency).start()
+            worker = WorkerProcess(
+                name, merged, self.log_dir / f"{name}.log", concurrency=concurrency
+            ).start()
             self.workers.append(worker)
             started.append(worker)
         if wait:

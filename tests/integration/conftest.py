@@ -44,7 +44,11 @@ def keys(key_prefix: str) -> Keys:
 @pytest.fixture
 def worker_env(redis_url: str, key_prefix: str, emulator: FakeActiveCampaign) -> dict[str, str]:
     """The environment of a worker process talking to this test's Redis prefix and emulator."""
-    env = {name: value for name, value in os.environ.items() if not name.startswith(("CONTACT_SYNC_", "ACTIVECAMPAIGN_", "CELERY_"))}
+    env = {
+        name: value
+        for name, value in os.environ.items()
+        if not name.startswith(("CONTACT_SYNC_", "ACTIVECAMPAIGN_", "CELERY_"))
+    }
     repo = str(Path(__file__).resolve().parents[2])
     env.update(
         PYTHONPATH=repo,

@@ -37,18 +37,28 @@ def _expected(events: list[dict[str, Any]]) -> dict[str, dict[str, str]]:
         contact = event["contact"]
         state = best.setdefault(contact["email"], {})
         values = {k: v for k, v in contact.items() if k not in ("email", "fieldValues")}
-        values.update({f"field:{item['field']}": item["value"] for item in contact.get("fieldValues", [])})
+        values.update(
+            {f"field:{item['field']}": item["value"] for item in contact.get("fieldValues", [])}
+        )
         for name, value in values.items():
             if name not in state or event["occurred_at"] > state[name][0]:
                 state[name] = (event["occurred_at"], value)
-    return {email: {name: value for name, (_, value) in state.items()} for email, state in best.items()}
+    return {
+        email: {name: value for name, (_, value) in state.items()} for email, state in best.items()
+    }
 
 
 def _stored(admin: EmulatorClient) -> dict[str, dict[str, str]]:
     result: dict[str, dict[str, str]] = {}
     for email, contact in admin.contacts().items():
-        values = {name: contact[name] for name in ("firstName", "lastName", "phone") if contact.get(name) not in (None, "")}
-        values.update({f"field:{field}": value for field, value in contact.get("fieldValues", {}).items()})
+        values = {
+            name: contact[name]
+            for name in ("firstName", "lastName", "phone")
+            if contact.get(name) not in (None, "")
+        }
+        values.update(
+            {f"field:{field}": value for field, value in contact.get("fieldValues", {}).items()}
+        )
         result[email] = values
     return result
 
@@ -68,17 +78,27 @@ def _send(producer: ContactSyncProducer, events: list[dict[str, Any]], threads: 
 
 
 def test_thousand_shuffled_events_merge_into_one_request_per_email(
-    workers: WorkerPool, producer: ContactSyncProducer, emulator_admin: EmulatorClient, redis_conn: Any, keys: Keys
+    workers: WorkerPool,
+    producer: ContactSyncProducer,
+    emulator_admin: EmulatorClient,
+    redis_conn: Any,
+    keys: Keys,
 ) -> None:
     """1,000 shuffled events for 100 emails from 3 threads end in exact per-attribute LWW state, one request per email."""
     rng = random.Random(7)
     emails = [f"user{n}@example.com" for n in range(100)]
-    events = [_event(rng, rng.choice(emails), T0 + dt.timedelta(milliseconds=n)) for n in range(1000)]
+    events = [
+        _event(rng, rng.choice(emails), T0 + dt.timedelta(milliseconds=n)) for n in range(1000)
+    ]
     rng.shuffle(events)
     workers.start(1, CONTACT_SYNC_DEBOUNCE_S="4")
     _send(producer, events)
     expected = _expected(events)
-    wait_until(lambda: len(emulator_admin.contacts()) == len(expected) and drained(redis_conn, keys), timeout_s=60, message="all contacts synced")
+    wait_until(
+        lambda: len(emulator_admin.contacts()) == len(expected) and drained(redis_conn, keys),
+        timeout_s=60,
+        message="all contacts synced",
+    )
     assert _stored(emulator_admin) == expected
     stats = emulator_admin.stats()
     assert stats["by_path"].get("/api/3/contact/sync", 0) == len(expected)
@@ -86,24 +106,40 @@ def test_thousand_shuffled_events_merge_into_one_request_per_email(
 
 
 def test_last_write_wins_across_syncs(
-    workers: WorkerPool, producer: ContactSyncProducer, emulator_admin: EmulatorClient, redis_conn: Any, keys: Keys
+    workers: WorkerPool,
+    producer: ContactSyncProducer,
+    emulator_admin: EmulatorClient,
+    redis_conn: Any,
+    keys: Keys,
 ) -> None:
     """After a sync, late events older than the sent value change nothing; newer events still win."""
     workers.start(1, CONTACT_SYNC_DEBOUNCE_S="0.3")
     email = "late@example.com"
-    producer.contact_changed(email, first_name="Second", last_name="Keep", occurred_at=T0 + dt.timedelta(seconds=2))
+    producer.contact_changed(
+        email, first_name="Second", last_name="Keep", occurred_at=T0 + dt.timedelta(seconds=2)
+    )
     wait_until(lambda: emulator_admin.contacts().get(email), timeout_s=20, message="first sync")
-    producer.contact_changed(email, first_name="First-late", occurred_at=T0 + dt.timedelta(seconds=1))
+    producer.contact_changed(
+        email, first_name="First-late", occurred_at=T0 + dt.timedelta(seconds=1)
+    )
     wait_until(lambda: drained(redis_conn, keys), timeout_s=20, message="late event processed")
     assert emulator_admin.contacts()[email]["firstName"] == "Second"
     assert emulator_admin.stats()["by_path"]["/api/3/contact/sync"] == 1
     producer.contact_changed(email, first_name="Third", occurred_at=T0 + dt.timedelta(seconds=3))
-    wait_until(lambda: emulator_admin.contacts()[email]["firstName"] == "Third", timeout_s=20, message="newer event synced")
+    wait_until(
+        lambda: emulator_admin.contacts()[email]["firstName"] == "Third",
+        timeout_s=20,
+        message="newer event synced",
+    )
     assert emulator_admin.contacts()[email]["lastName"] == "Keep"
 
 
 def test_values_already_confirmed_make_no_request(
-    workers: WorkerPool, producer: ContactSyncProducer, emulator_admin: EmulatorClient, redis_conn: Any, keys: Keys
+    workers: WorkerPool,
+    producer: ContactSyncProducer,
+    emulator_admin: EmulatorClient,
+    redis_conn: Any,
+    keys: Keys,
 ) -> None:
     """Re-sending confirmed values makes no request and logs contact.unchanged."""
     (worker,) = workers.start(1, CONTACT_SYNC_DEBOUNCE_S="0.3")
@@ -112,21 +148,37 @@ def test_values_already_confirmed_make_no_request(
     wait_until(lambda: emulator_admin.contacts().get(email), timeout_s=20, message="first sync")
     wait_until(lambda: drained(redis_conn, keys), timeout_s=20, message="drained")
     producer.contact_changed(email, first_name="Jo", fields={"6": "2008-01-20"})
-    wait_until(lambda: any(line.get("event") == "contact.unchanged" for line in worker.log_lines()), timeout_s=20, message="contact.unchanged")
+    wait_until(
+        lambda: any(line.get("event") == "contact.unchanged" for line in worker.log_lines()),
+        timeout_s=20,
+        message="contact.unchanged",
+    )
     assert emulator_admin.stats()["by_path"]["/api/3/contact/sync"] == 1
 
 
 def test_change_during_flight_is_sent_by_a_follow_up_sync(
-    workers: WorkerPool, producer: ContactSyncProducer, emulator_admin: EmulatorClient, redis_conn: Any, keys: Keys
+    workers: WorkerPool,
+    producer: ContactSyncProducer,
+    emulator_admin: EmulatorClient,
+    redis_conn: Any,
+    keys: Keys,
 ) -> None:
     """A change that arrives while the email's request is in flight goes out in a second request, never concurrently."""
     emulator_admin.set_faults(latency_ms=1500)
     workers.start(2, CONTACT_SYNC_DEBOUNCE_S="0.2")
     email = "busy@example.com"
     producer.contact_changed(email, first_name="One")
-    wait_until(lambda: emulator_admin.stats()["requests_total"] >= 1, timeout_s=20, message="first request arrives")
+    wait_until(
+        lambda: emulator_admin.stats()["requests_total"] >= 1,
+        timeout_s=20,
+        message="first request arrives",
+    )
     producer.contact_changed(email, last_name="Two")
-    wait_until(lambda: emulator_admin.contacts().get(email, {}).get("lastName") == "Two", timeout_s=20, message="follow-up")
+    wait_until(
+        lambda: emulator_admin.contacts().get(email, {}).get("lastName") == "Two",
+        timeout_s=20,
+        message="follow-up",
+    )
     stored = emulator_admin.contacts()[email]
     assert (stored["firstName"], stored["lastName"]) == ("One", "Two")
     stats = emulator_admin.stats()

@@ -6,8 +6,8 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from fake_activecampaign import EmulatorClient, FakeActiveCampaign
 
+from fake_activecampaign import EmulatorClient, FakeActiveCampaign
 from tests.ops.helpers import ApiSession
 
 

@@ -9,11 +9,11 @@ import threading
 from collections.abc import Callable
 from urllib.parse import urlsplit
 
-import fake_activecampaign
 import pytest
 import requests
-from fake_activecampaign import EmulatorClient, FakeActiveCampaign
 
+import fake_activecampaign
+from fake_activecampaign import EmulatorClient, FakeActiveCampaign
 from tests.ops.helpers import SEED_REQUEST, SYNC_PATH, TOKEN, ApiSession
 
 # The `contact` keys of the seed's response, in the seed's order.

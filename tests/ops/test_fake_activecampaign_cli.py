@@ -13,8 +13,8 @@ from typing import IO
 
 import pytest
 import requests
-from fake_activecampaign import main
 
+from fake_activecampaign import main
 from tests.ops.helpers import SYNC_PATH
 
 _STARTUP_TIMEOUT_S = 15.0

@@ -7,8 +7,8 @@ from collections.abc import Callable
 
 import pytest
 import requests
-from fake_activecampaign import EmulatorClient, FakeActiveCampaign
 
+from fake_activecampaign import EmulatorClient, FakeActiveCampaign
 from tests.ops.helpers import SYNC_PATH, ApiSession
 
 StartEmulator = Callable[..., FakeActiveCampaign]

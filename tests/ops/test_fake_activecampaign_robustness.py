@@ -8,8 +8,8 @@ from urllib.parse import urlsplit
 
 import pytest
 import requests
-from fake_activecampaign import EmulatorClient, FakeActiveCampaign
 
+from fake_activecampaign import EmulatorClient, FakeActiveCampaign
 from tests.ops.helpers import ApiSession
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from fake_activecampaign.faults import Fault, FaultConfigError, Faults
 from fake_activecampaign.ratelimit import ArrivalWindow, limit_header, retry_after_header
 from fake_activecampaign.schema import (
