@@ -27,6 +27,7 @@ __all__ = ["Pump", "PumpLock", "PumpReport", "decode_entry"]
 # a lease does not run out while its task waits for a slot.
 CLAIM_HORIZON_S = 2.0
 RECLAIM_EVERY_S = 5.0
+CONSUMER_IDLE_LIMIT_MS = 3600 * 1000
 
 
 class PumpLock:
@@ -153,6 +154,7 @@ class Pump:
             )
             report.reclaimed += len(orphans)
             self._ingest(orphans, report)
+            self.store.prune_consumers(min_idle_ms=CONSUMER_IDLE_LIMIT_MS, keep=self.consumer)
         # Blocking at most block_ms bounds how late a due sync can start.
         entries = self.store.read_events(
             self.consumer, count=self.batch_size, block_ms=self.block_ms

@@ -130,6 +130,24 @@ class MergeStore:
             return []
         return [(_text(entry_id), fields) for entry_id, fields in reply[1] if fields is not None]
 
+    def prune_consumers(self, *, min_idle_ms: int, keep: str) -> int:
+        """Forget consumers that hold no entries and were idle for ``min_idle_ms``.
+
+        Each pool process reads under its own consumer name, so names pile up across
+        restarts; one with no pending entries has nothing left to recover.
+        """
+        try:
+            consumers = self.redis.xinfo_consumers(self.keys.events, CONSUMER_GROUP)
+        except redis.ResponseError:
+            return 0
+        removed = 0
+        for consumer in consumers:
+            name = _text(consumer["name"])
+            if name != keep and consumer["pending"] == 0 and consumer["idle"] >= min_idle_ms:
+                self.redis.xgroup_delconsumer(self.keys.events, CONSUMER_GROUP, name)
+                removed += 1
+        return removed
+
     def ingest(
         self,
         events: Sequence[tuple[str, ContactEvent]],

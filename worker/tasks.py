@@ -76,9 +76,10 @@ def pump(self: Task) -> dict[str, Any]:
         report = worker_pump.run(lock, window_s=PUMP_WINDOW_S)
     finally:
         lock.release()
-    # Hand over at once instead of waiting for the next trigger tick: due syncs keep flowing.
-    if runtime.redis.set(runtime.keys.pump_trigger, consumer, px=int(PUMP_LOCK_TTL_S * 1000)):
-        pump_task_apply()
+    # Hand over at once instead of waiting for the next trigger tick, so due syncs keep
+    # flowing. The trigger key tells the trigger threads that a pump is already on its way.
+    runtime.redis.set(runtime.keys.pump_trigger, consumer, px=int(PUMP_LOCK_TTL_S * 1000))
+    pump_task_apply()
     summary = report.as_dict()
     if (
         report.merged
