@@ -59,6 +59,9 @@ class RedisServer:
         client = redis.Redis(port=self.port, socket_connect_timeout=0.5)
         try:
             while time.monotonic() < deadline:
+                if self.process.poll() is not None:
+                    # Our server exited (e.g. the port was taken): never talk to someone else's.
+                    break
                 try:
                     if client.ping():
                         return self

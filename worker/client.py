@@ -93,15 +93,19 @@ class ActiveCampaignClient:
         return SyncResult(response.status_code, contact_id, action, latency_ms)
 
     def _post(self, path: str, payload: dict[str, Any]) -> requests.Response:
+        # Raise outside the except blocks: requests' exception holds the prepared request and
+        # its Api-Token header, and `from None` would still keep it as __context__.
+        failure = None
         try:
             response = self.session.post(
                 self.base_url + path, json=payload, timeout=self.timeout, allow_redirects=False
             )
         except requests.Timeout as exc:
-            raise ApiTransportError(f"timeout: {type(exc).__name__}") from None
+            failure = f"timeout: {type(exc).__name__}"
         except requests.RequestException as exc:
-            # `from None`: the chained exception holds the prepared request and its headers.
-            raise ApiTransportError(f"transport error: {type(exc).__name__}") from None
+            failure = f"transport error: {type(exc).__name__}"
+        if failure is not None:
+            raise ApiTransportError(failure)
         raise_for_status(response)
         return response
 

@@ -54,7 +54,30 @@ _DEPRECATED = {
 }
 
 
-class NormalizedEmail(fields.String):
+_NOT_UNICODE = "Not valid Unicode text: contains a lone surrogate."
+
+
+def _is_unicode_text(text: str) -> bool:
+    """False for a str holding a lone surrogate: JSON ("\\ud800") and Python allow one,
+    UTF-8 and therefore Redis do not, so it would crash the Redis write of a whole batch."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+class Text(fields.String):
+    """A string that UTF-8 can encode (see ``_is_unicode_text``)."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
+        text: str = super()._deserialize(value, attr, data, **kwargs)
+        if not _is_unicode_text(text):
+            raise ValidationError(_NOT_UNICODE)
+        return text
+
+
+class NormalizedEmail(Text):
     """An email address, trimmed and lower-cased before it is validated."""
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
@@ -108,6 +131,8 @@ class CustomFieldValue(fields.Field[str]):
             raise ValidationError(
                 "Value must be a string, a list of strings, a date or an aware datetime."
             )
+        if not _is_unicode_text(text):
+            raise ValidationError(_NOT_UNICODE)
         if len(text) > MAX_FIELD_VALUE_CHARS:
             raise ValidationError(f"Longer than maximum length {MAX_FIELD_VALUE_CHARS}.")
         return text
@@ -130,9 +155,9 @@ class ContactSchema(Schema):
         unknown = RAISE
 
     email = NormalizedEmail(required=True)
-    firstName = fields.String(validate=validate.Length(max=MAX_TEXT))
-    lastName = fields.String(validate=validate.Length(max=MAX_TEXT))
-    phone = fields.String(validate=validate.Length(max=MAX_TEXT))
+    firstName = Text(validate=validate.Length(max=MAX_TEXT))
+    lastName = Text(validate=validate.Length(max=MAX_TEXT))
+    phone = Text(validate=validate.Length(max=MAX_TEXT))
     fieldValues = fields.List(
         fields.Nested(FieldValueSchema), validate=validate.Length(max=MAX_FIELD_VALUES)
     )
@@ -163,9 +188,7 @@ class EventSchema(Schema):
     v = fields.Integer(required=True, strict=True, validate=validate.Equal(WIRE_VERSION))
     id = fields.UUID(required=True)
     occurred_at = fields.AwareDateTime(required=True)
-    source = fields.String(
-        load_default=None, allow_none=True, validate=validate.Length(max=MAX_TEXT)
-    )
+    source = Text(load_default=None, allow_none=True, validate=validate.Length(max=MAX_TEXT))
     contact = fields.Nested(ContactSchema, required=True)
 
 
@@ -245,7 +268,10 @@ def encode_event(
     if source is not None:
         document["source"] = source
     text = json.dumps(document, ensure_ascii=False, separators=(",", ":"))
-    size = len(text.encode("utf-8"))
+    try:
+        size = len(text.encode("utf-8"))
+    except UnicodeEncodeError:  # a lone surrogate outside the validated fields (source, id)
+        raise InvalidContactEvent({"_event": [_NOT_UNICODE]}) from None
     if size > MAX_EVENT_BYTES:
         raise InvalidContactEvent(
             {"_event": [f"Encoded event is {size} bytes; the limit is {MAX_EVENT_BYTES}."]}
@@ -270,6 +296,14 @@ def decode_event(raw: bytes | str) -> ContactEvent:
         raise InvalidContactEvent({"_event": [f"Not valid JSON: {type(exc).__name__}."]}) from None
     if not isinstance(document, dict):
         raise InvalidContactEvent({"_event": ["An event must be a JSON object."]})
+    # Checked before the schema: its messages would echo a bad key, and the dead letter's
+    # errors would then fail to reach Redis just like the event itself.
+    try:
+        encodable = _is_unicode_text(json.dumps(document, ensure_ascii=False))
+    except RecursionError:
+        raise InvalidContactEvent({"_event": ["Too deeply nested."]}) from None
+    if not encodable:
+        raise InvalidContactEvent({"_event": [_NOT_UNICODE]})
     try:
         loaded = _event_schema.load(document)
     except ValidationError as exc:
@@ -292,7 +326,8 @@ def event_id_of(raw: bytes | str) -> str | None:
         document = json.loads(raw)
         if isinstance(document, dict):
             ident = _LenientEnvelope().load(document).get("id")
-            return ident[:64] if isinstance(ident, str) else None
+            if isinstance(ident, str) and _is_unicode_text(ident):
+                return ident[:64]
     except (ValueError, RecursionError, ValidationError, TypeError):
         pass
     return None

@@ -26,8 +26,11 @@ def order_key(occurred_at_us: int, entry_id: str) -> str:
     """Sortable last-write-wins key: occurred_at first, then the stream position.
 
     Fixed-width digits make string comparison (what Lua does) match numeric order.
+    Times outside 1970..2286 are clamped: a sign or a 17th digit would break the width and
+    sort them backwards; clamped ones tie and fall back to the stream position.
     """
     millis, _, seq = entry_id.partition("-")
+    occurred_at_us = min(max(occurred_at_us, 0), 10**16 - 1)
     return f"{occurred_at_us:016d}{int(millis):013d}{int(seq or 0):010d}"
 
 

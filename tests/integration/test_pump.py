@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import re
 import statistics
 import time
@@ -33,7 +34,7 @@ def test_only_one_pump_runs_at_a_time_across_workers(workers: WorkerPool, produc
     producer.send_many({"email": f"p{n}@example.com", "firstName": "P"} for n in range(20))
     wait_until(lambda: len(_pump_runs(workers)) >= 3, timeout_s=40, message="three pump runs")
     runs = _pump_runs(workers)
-    for (_, previous_end), (start, _) in zip(runs, runs[1:], strict=False):
+    for (_, previous_end), (start, _) in itertools.pairwise(runs):
         assert start >= previous_end - 0.05, f"pump runs overlap: {runs}"
 
 

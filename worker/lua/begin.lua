@@ -5,7 +5,7 @@ ARGV[1] email   ARGV[2] lease token   ARGV[3] lease length (ms)   ARGV[4] confir
 
 Hash layout: p:<attr>/pt:<attr> pending value/order key, f:/ft: in flight, c:/ct: confirmed;
 m:n merged pending events, m:fn merged in-flight events, m:lease lease token, m:attempt failed attempts so far, m:since ms of the first attempt,
-m:known 1 once ActiveCampaign confirmed this contact.
+m:known 1 once ActiveCampaign confirmed this contact, m:claims claims so far (claim.lua).
 
 Guarantees: only the lease holder proceeds; the lease is renewed; pending merges into what a
 dead worker may have left in flight (newer order key wins); attributes equal to the confirmed

@@ -6,8 +6,9 @@ ARGV[2] most leases that may exist at once (the rate budget for the near future)
 ARGV[3] lease length (ms)
 
 Guarantees: an email is in at most one of due and leases; a claimed email carries a fresh
-lease token in its hash, so only the holder of that token may complete its sync. Leases whose
-time has run out (a worker died mid-sync) return to due first, so they are claimed again.
+lease token in its hash (never reused for that email: m:claims counts its claims), so only the
+holder of that token may complete its sync. Leases whose time has run out (a worker died
+mid-sync) return to due first, so they are claimed again.
 Returns {expired lease count, email1, token1, email2, token2, ...}.
 ]]
 local t = redis.call('TIME')
@@ -25,8 +26,10 @@ local result = {#expired}
 local room = budget - redis.call('ZCARD', KEYS[2])
 if room <= 0 then return result end
 local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, room)
-for n, email in ipairs(due) do
-  local token = now .. '-' .. n
+for _, email in ipairs(due) do
+  -- A per-email counter, not the position in this batch: an email claimed again within the
+  -- same millisecond must not get its predecessor's token, or an old task would pass as holder.
+  local token = now .. '-' .. redis.call('HINCRBY', prefix .. email, 'm:claims', 1)
   redis.call('ZREM', KEYS[1], email)
   redis.call('ZADD', KEYS[2], now + lease, email)
   redis.call('HSET', prefix .. email, 'm:lease', token)

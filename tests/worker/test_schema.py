@@ -1,0 +1,543 @@
+"""worker.schema: validation, normalization and the v1 wire format, including hostile input."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import uuid
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from worker.errors import InvalidContactEvent
+from worker.schema import (
+    MAX_EVENT_BYTES,
+    ContactEvent,
+    attributes_to_contact,
+    decode_event,
+    encode_event,
+    normalize_contact,
+)
+
+WHEN = dt.datetime(2026, 11, 29, 13, 0, 0, 123456, tzinfo=dt.UTC)
+EVENT_ID = "0b8f5a52-3c8e-4d7c-9f43-2d5d7a1d4b10"
+
+
+def wire(**changes: Any) -> dict[str, Any]:
+    document: dict[str, Any] = {
+        "v": 1,
+        "id": EVENT_ID,
+        "occurred_at": "2026-11-29T13:00:00.123456+00:00",
+        "source": "django:billing",
+        "contact": {"email": "jondoe@example.com", "firstName": "John"},
+    }
+    document.update(changes)
+    return document
+
+
+def messages_of(contact: dict[str, Any]) -> Any:
+    with pytest.raises(InvalidContactEvent) as caught:
+        normalize_contact(contact)
+    return caught.value.messages
+
+
+def decode_messages(document: Any) -> Any:
+    with pytest.raises(InvalidContactEvent) as caught:
+        decode_event(json.dumps(document))
+    return caught.value.messages
+
+
+def test_valid_event_round_trips() -> None:
+    """encode_event then decode_event gives back id, time, source, email and flat attributes."""
+    contact = {
+        "email": "jondoe@example.com",
+        "firstName": "John",
+        "lastName": "Doe",
+        "phone": "7223224241",
+        "fieldValues": [{"field": "1", "value": "The Value"}, {"field": 6, "value": "2008-01-20"}],
+    }
+    event_id, text = encode_event(
+        contact, occurred_at=WHEN, source="django:billing", event_id=EVENT_ID
+    )
+    event = decode_event(text)
+    assert event_id == EVENT_ID
+    assert event == ContactEvent(
+        id=EVENT_ID,
+        occurred_at=WHEN,
+        source="django:billing",
+        email="jondoe@example.com",
+        attributes={
+            "firstName": "John",
+            "lastName": "Doe",
+            "phone": "7223224241",
+            "field:1": "The Value",
+            "field:6": "2008-01-20",
+        },
+    )
+    assert attributes_to_contact(event.email, event.attributes.items()) == {
+        "email": "jondoe@example.com",
+        "firstName": "John",
+        "lastName": "Doe",
+        "phone": "7223224241",
+        "fieldValues": [
+            {"field": "1", "value": "The Value"},
+            {"field": "6", "value": "2008-01-20"},
+        ],
+    }
+
+
+def test_encode_event_writes_the_documented_wire_shape() -> None:
+    """The encoded text is a compact v1 JSON object with a generated uuid4 id by default."""
+    event_id, text = encode_event({"email": "jon@example.com"}, occurred_at=WHEN)
+    document = json.loads(text)
+    assert document == {
+        "v": 1,
+        "id": event_id,
+        "occurred_at": "2026-11-29T13:00:00.123456+00:00",
+        "contact": {"email": "jon@example.com"},
+    }
+    assert uuid.UUID(event_id).version == 4
+
+
+def test_occurred_at_defaults_to_now_in_utc() -> None:
+    """Without occurred_at the event is stamped with the current UTC time."""
+    before = dt.datetime.now(dt.UTC)
+    _, text = encode_event({"email": "jon@example.com"})
+    event = decode_event(text)
+    assert before <= event.occurred_at <= dt.datetime.now(dt.UTC)
+    assert event.occurred_at_us == (event.occurred_at - dt.datetime(1970, 1, 1, tzinfo=dt.UTC)) // (
+        dt.timedelta(microseconds=1)
+    )
+
+
+def test_encode_rejects_naive_occurred_at() -> None:
+    """A naive occurred_at raises InvalidContactEvent on occurred_at."""
+    with pytest.raises(InvalidContactEvent) as caught:
+        encode_event({"email": "jon@example.com"}, occurred_at=dt.datetime(2026, 1, 1))
+    assert "occurred_at" in caught.value.messages
+
+
+def test_encode_rejects_overlong_source() -> None:
+    """A source longer than 255 characters raises InvalidContactEvent on source."""
+    with pytest.raises(InvalidContactEvent) as caught:
+        encode_event({"email": "jon@example.com"}, source="s" * 256)
+    assert "source" in caught.value.messages
+
+
+def test_invalid_contact_event_is_a_value_error() -> None:
+    """InvalidContactEvent is a ValueError carrying marshmallow's per-field messages."""
+    with pytest.raises(ValueError, match="invalid contact event"):
+        normalize_contact({"email": "not-an-email"})
+
+
+def test_email_is_trimmed_and_lower_cased() -> None:
+    """The email identity is trimmed and lower-cased."""
+    assert normalize_contact({"email": "  Jon.Doe@Example.COM \n"}) == {
+        "email": "jon.doe@example.com"
+    }
+
+
+@pytest.mark.parametrize("email", ["", "jon", "jon@", "@example.com", "jon doe@example.com"])
+def test_invalid_email_is_rejected(email: str) -> None:
+    """An email that is not an address is rejected on email."""
+    assert "email" in messages_of({"email": email})
+
+
+def test_missing_email_is_rejected() -> None:
+    """A contact without email is rejected on email."""
+    assert "email" in messages_of({"firstName": "John"})
+
+
+def test_email_over_255_characters_is_rejected() -> None:
+    """An email longer than 255 characters is rejected with a length message."""
+    email = "a" * 60 + "@" + ".".join(["b" * 60] * 4) + ".com"
+    assert len(email) > 255
+    assert messages_of({"email": email}) == {"email": ["Longer than maximum length 255."]}
+
+
+@pytest.mark.parametrize("name", ["firstName", "lastName", "phone"])
+def test_text_attributes_over_255_characters_are_rejected(name: str) -> None:
+    """firstName, lastName and phone longer than 255 characters are rejected by name."""
+    normalize_contact({"email": "jon@example.com", name: "x" * 255})
+    assert name in messages_of({"email": "jon@example.com", name: "x" * 256})
+
+
+@pytest.mark.parametrize("name", ["firstName", "lastName", "phone"])
+def test_text_attributes_must_be_strings(name: str) -> None:
+    """A number or null where a string belongs is rejected by name."""
+    assert name in messages_of({"email": "jon@example.com", name: 7223224241})
+    assert name in messages_of({"email": "jon@example.com", name: None})
+
+
+def test_empty_string_is_a_real_value() -> None:
+    """\"\" is kept as a value (it clears the attribute), unlike an absent attribute."""
+    _, text = encode_event(
+        {"email": "jon@example.com", "firstName": "", "fieldValues": [{"field": 3, "value": ""}]},
+        occurred_at=WHEN,
+    )
+    assert decode_event(text).attributes == {"firstName": "", "field:3": ""}
+
+
+def test_more_than_500_field_values_are_rejected() -> None:
+    """At most 500 custom field values are accepted in one contact."""
+    values = [{"field": str(n), "value": "x"} for n in range(1, 501)]
+    assert (
+        len(normalize_contact({"email": "jon@example.com", "fieldValues": values})["fieldValues"])
+        == 500
+    )
+    values.append({"field": "501", "value": "x"})
+    assert "fieldValues" in messages_of({"email": "jon@example.com", "fieldValues": values})
+
+
+@pytest.mark.parametrize(
+    ("field", "expected"), [(6, "6"), ("6", "6"), (" 42 ", "42"), ("007", "7")]
+)
+def test_field_id_may_be_an_int_or_a_digit_string(field: Any, expected: str) -> None:
+    """A custom field id is a positive int or a string of digits, normalized to its decimal form."""
+    loaded = normalize_contact(
+        {"email": "jon@example.com", "fieldValues": [{"field": field, "value": "x"}]}
+    )
+    assert loaded["fieldValues"] == [{"field": expected, "value": "x"}]
+
+
+@pytest.mark.parametrize("field", [0, -1, "0", "-3", "abc", "1.5", 1.0, True, False, "٣", 2**63])
+def test_bad_field_ids_are_rejected(field: Any) -> None:
+    """Zero, negatives, non-digits, floats, booleans, null and huge ids are rejected."""
+    messages = messages_of(
+        {"email": "jon@example.com", "fieldValues": [{"field": field, "value": "x"}]}
+    )
+    assert messages == {"fieldValues": {0: {"field": ["Field id must be a positive integer."]}}}
+
+
+def test_null_field_id_is_rejected() -> None:
+    """A null custom field id is rejected on field."""
+    messages = messages_of(
+        {"email": "jon@example.com", "fieldValues": [{"field": None, "value": "x"}]}
+    )
+    assert messages == {"fieldValues": {0: {"field": ["Field may not be null."]}}}
+
+
+def test_duplicate_field_ids_are_rejected() -> None:
+    """The same custom field twice (even spelled differently) is rejected with its id."""
+    messages = messages_of(
+        {
+            "email": "jon@example.com",
+            "fieldValues": [{"field": 6, "value": "a"}, {"field": "6", "value": "b"}],
+        }
+    )
+    assert messages == {"fieldValues": ["Custom field 6 appears more than once."]}
+
+
+def test_field_value_entries_reject_unknown_keys_and_missing_value() -> None:
+    """A field value item needs exactly field and value."""
+    messages = messages_of(
+        {"email": "jon@example.com", "fieldValues": [{"field": 1, "value": "x", "extra": 1}]}
+    )
+    assert "extra" in messages["fieldValues"][0]
+    messages = messages_of({"email": "jon@example.com", "fieldValues": [{"field": 1}]})
+    assert "value" in messages["fieldValues"][0]
+
+
+def field_value(value: Any) -> str:
+    loaded = normalize_contact(
+        {"email": "jon@example.com", "fieldValues": [{"field": 1, "value": value}]}
+    )
+    return str(loaded["fieldValues"][0]["value"])
+
+
+def test_list_value_becomes_the_multi_value_format() -> None:
+    """A list of options becomes ||a||b||; an empty list clears the field."""
+    assert field_value(["Option 1", "Option 3"]) == "||Option 1||Option 3||"
+    assert field_value(("a",)) == "||a||"
+    assert field_value([]) == ""
+
+
+def test_list_values_must_be_plain_strings_without_separator() -> None:
+    """List items must be strings and must not contain the || separator."""
+    with pytest.raises(InvalidContactEvent):
+        field_value(["a", 1])
+    with pytest.raises(InvalidContactEvent):
+        field_value(["a||b"])
+
+
+def test_date_value_becomes_iso_date() -> None:
+    """A date becomes YYYY-MM-DD."""
+    assert field_value(dt.date(2008, 1, 20)) == "2008-01-20"
+
+
+def test_aware_datetime_value_keeps_its_offset() -> None:
+    """An aware datetime becomes ISO-8601 with its offset."""
+    moment = dt.datetime(2026, 11, 29, 13, 5, tzinfo=dt.timezone(dt.timedelta(hours=2)))
+    assert field_value(moment) == "2026-11-29T13:05:00+02:00"
+
+
+def test_naive_datetime_value_is_rejected() -> None:
+    """A naive datetime value is rejected with a message about time zones."""
+    messages = messages_of(
+        {
+            "email": "jon@example.com",
+            "fieldValues": [{"field": 1, "value": dt.datetime(2026, 11, 29, 13, 5)}],
+        }
+    )
+    assert messages == {"fieldValues": {0: {"value": ["Datetime values must be timezone-aware."]}}}
+
+
+@pytest.mark.parametrize("value", [None, 5, 1.5, {"a": 1}, True])
+def test_other_value_types_are_rejected(value: Any) -> None:
+    """Null, numbers, objects and booleans are not field values."""
+    with pytest.raises(InvalidContactEvent):
+        field_value(value)
+
+
+def test_overlong_field_value_is_rejected() -> None:
+    """A single custom field value over 16 KiB characters is rejected."""
+    field_value("x" * 16 * 1024)
+    with pytest.raises(InvalidContactEvent):
+        field_value("x" * (16 * 1024 + 1))
+
+
+def test_unknown_attribute_is_named() -> None:
+    """An attribute the API does not document is rejected under its own name."""
+    assert messages_of({"email": "jon@example.com", "nickname": "Jonny"}) == {
+        "nickname": ["Unknown field."]
+    }
+
+
+def test_orgid_is_rejected_with_its_deprecation() -> None:
+    """orgid is rejected with a message pointing to the Account-Contact endpoints."""
+    (message,) = messages_of({"email": "jon@example.com", "orgid": 3})["orgid"]
+    assert "deprecated" in message
+    assert "Account-Contact" in message
+
+
+def test_deleted_is_rejected_with_its_deprecation() -> None:
+    """deleted is rejected with a message that says to use DELETE."""
+    (message,) = messages_of({"email": "jon@example.com", "deleted": 1})["deleted"]
+    assert "deprecated" in message
+    assert "DELETE" in message
+
+
+def test_contact_must_be_an_object() -> None:
+    """A contact that is not a mapping is rejected, not crashed on."""
+    with pytest.raises(InvalidContactEvent):
+        normalize_contact(["jon@example.com"])  # type: ignore[arg-type]
+
+
+def test_decode_accepts_the_documented_example() -> None:
+    """The DESIGN.md wire example decodes to the expected event."""
+    event = decode_event(
+        json.dumps(
+            wire(
+                contact={
+                    "email": "jondoe@example.com",
+                    "firstName": "John",
+                    "lastName": "Doe",
+                    "phone": "7223224241",
+                    "fieldValues": [
+                        {"field": "1", "value": "The Value"},
+                        {"field": "6", "value": "2008-01-20"},
+                    ],
+                }
+            )
+        ).encode("utf-8")
+    )
+    assert event.id == EVENT_ID
+    assert event.occurred_at == WHEN
+    assert event.source == "django:billing"
+    assert event.attributes["field:6"] == "2008-01-20"
+
+
+@pytest.mark.parametrize("v", [0, 2, "1", 1.0, True, None])
+def test_wire_version_must_be_exactly_1(v: Any) -> None:
+    """v must be the integer 1: other numbers, strings, floats and booleans are rejected."""
+    assert "v" in decode_messages(wire(v=v))
+
+
+def test_wire_version_is_required() -> None:
+    """An event without v is rejected on v."""
+    document = wire()
+    del document["v"]
+    assert "v" in decode_messages(document)
+
+
+@pytest.mark.parametrize("ident", ["not-a-uuid", "", 12, None])
+def test_wire_id_must_be_a_uuid(ident: Any) -> None:
+    """id must be a UUID string."""
+    assert "id" in decode_messages(wire(id=ident))
+
+
+@pytest.mark.parametrize("when", ["2026-11-29T13:00:00", "yesterday", "", 1764421200, None])
+def test_wire_occurred_at_must_be_aware(when: Any) -> None:
+    """occurred_at must be an ISO-8601 date-time with an offset."""
+    assert "occurred_at" in decode_messages(wire(occurred_at=when))
+
+
+def test_wire_occurred_at_keeps_other_offsets() -> None:
+    """An occurred_at in another offset decodes to the same instant."""
+    event = decode_event(json.dumps(wire(occurred_at="2026-11-29T15:00:00.123456+02:00")))
+    assert event.occurred_at == WHEN
+
+
+def test_wire_source_is_optional() -> None:
+    """source may be absent or null; it is then None."""
+    document = wire()
+    del document["source"]
+    assert decode_event(json.dumps(document)).source is None
+    assert decode_event(json.dumps(wire(source=None))).source is None
+
+
+def test_wire_source_is_bounded() -> None:
+    """A source longer than 255 characters is rejected on source."""
+    assert "source" in decode_messages(wire(source="s" * 256))
+
+
+def test_wire_rejects_unknown_envelope_keys() -> None:
+    """An unknown top-level key is rejected under its own name."""
+    assert decode_messages(wire(priority="high")) == {"priority": ["Unknown field."]}
+
+
+def test_wire_contact_is_validated_like_a_producer_contact() -> None:
+    """The worker re-validates the contact: a bad email inside a wire event is rejected."""
+    messages = decode_messages(wire(contact={"email": "nope"}))
+    assert "email" in messages["contact"]
+
+
+def test_encode_rejects_events_over_64_kib() -> None:
+    """encode_event refuses an event whose JSON exceeds 64 KiB."""
+    values = [{"field": n, "value": "x" * 16 * 1024} for n in range(1, 6)]
+    with pytest.raises(InvalidContactEvent) as caught:
+        encode_event({"email": "jon@example.com", "fieldValues": values}, occurred_at=WHEN)
+    assert "limit is 65536" in caught.value.messages["_event"][0]
+
+
+def test_encode_counts_bytes_not_characters() -> None:
+    """The 64 KiB limit is on UTF-8 bytes, so multi-byte text reaches it sooner."""
+    values = [{"field": n, "value": "é" * 8 * 1024} for n in range(1, 5)]
+    assert len(json.dumps(values, ensure_ascii=False)) < MAX_EVENT_BYTES
+    with pytest.raises(InvalidContactEvent):
+        encode_event({"email": "jon@example.com", "fieldValues": values}, occurred_at=WHEN)
+
+
+@pytest.mark.parametrize("as_bytes", [False, True])
+def test_decode_rejects_events_over_64_kib(as_bytes: bool) -> None:
+    """decode_event refuses over-sized input before parsing it, as text or bytes."""
+    document = wire(source="s" * 10)
+    document["contact"]["phone"] = "1"
+    text = json.dumps(document)
+    text = text[:-1] + " " * (MAX_EVENT_BYTES + 1 - len(text)) + "}"
+    with pytest.raises(InvalidContactEvent) as caught:
+        decode_event(text.encode("utf-8") if as_bytes else text)
+    assert "limit is 65536" in caught.value.messages["_event"][0]
+
+
+def test_decode_measures_text_in_utf8_bytes() -> None:
+    """A str under 64 Ki characters but over 64 KiB in UTF-8 is rejected."""
+    text = json.dumps(wire(source="é" * 40_000), ensure_ascii=False)
+    assert len(text) < MAX_EVENT_BYTES < len(text.encode("utf-8"))
+    with pytest.raises(InvalidContactEvent):
+        decode_event(text)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    ["", "not json", "{", b"\xff\xfe\x00garbage", "NaN", '{"v": 1,}', "\ud800"],
+)
+def test_decode_rejects_text_that_is_not_json(raw: str | bytes) -> None:
+    """Empty, truncated, non-UTF-8 or otherwise broken JSON is an InvalidContactEvent."""
+    with pytest.raises(InvalidContactEvent):
+        decode_event(raw)
+
+
+@pytest.mark.parametrize("raw", ["[]", "1", '"event"', "null", "true"])
+def test_decode_rejects_json_that_is_not_an_object(raw: str) -> None:
+    """A JSON array, number, string, null or boolean is rejected as not an object."""
+    with pytest.raises(InvalidContactEvent) as caught:
+        decode_event(raw)
+    assert caught.value.messages == {"_event": ["An event must be a JSON object."]}
+
+
+@pytest.mark.parametrize("opener", ["[", '{"a":'])
+def test_deep_nesting_is_an_invalid_event_not_a_recursion_error(opener: str) -> None:
+    """JSON nested deeper than the interpreter can recurse is rejected, not crashed on."""
+    raw = opener * (MAX_EVENT_BYTES // len(opener) - 1)
+    with pytest.raises(InvalidContactEvent):
+        decode_event(raw)
+
+
+def test_nesting_inside_a_valid_envelope_is_rejected() -> None:
+    """Deeply nested values inside the contact are rejected as bad values."""
+    deep: Any = "x"
+    for _ in range(500):
+        deep = [deep]
+    document = wire(
+        contact={"email": "jon@example.com", "fieldValues": [{"field": 1, "value": deep}]}
+    )
+    with pytest.raises(InvalidContactEvent):
+        decode_event(json.dumps(document))
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=10), children, max_size=4)
+    ),
+    max_leaves=20,
+)
+
+# Documents close to a valid event, so that hypothesis explores the schema, not just the parser.
+near_events = st.fixed_dictionaries(
+    {
+        "v": st.one_of(st.just(1), json_values),
+        "id": st.one_of(st.just(EVENT_ID), st.uuids().map(str), json_values),
+        "occurred_at": st.one_of(
+            st.datetimes(timezones=st.timezones()).map(lambda d: d.isoformat()), json_values
+        ),
+        "contact": st.one_of(
+            st.fixed_dictionaries(
+                {"email": st.one_of(st.emails(), st.text(max_size=40), json_values)},
+                optional={
+                    "firstName": json_values,
+                    "phone": json_values,
+                    "orgid": json_values,
+                    "fieldValues": st.one_of(
+                        st.lists(
+                            st.fixed_dictionaries(
+                                {"field": json_values, "value": json_values},
+                                optional={"extra": json_values},
+                            ),
+                            max_size=4,
+                        ),
+                        json_values,
+                    ),
+                },
+            ),
+            json_values,
+        ),
+    },
+    optional={"source": json_values, "extra": json_values},
+)
+
+
+def _decode_never_crashes(raw: str | bytes) -> None:
+    try:
+        result = decode_event(raw)
+    except InvalidContactEvent:
+        return
+    assert isinstance(result, ContactEvent)
+
+
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.one_of(
+        st.binary(max_size=300),
+        st.text(max_size=300),
+        json_values.map(json.dumps),
+        near_events.map(json.dumps),
+        near_events.map(lambda d: json.dumps(d).encode("utf-8")),
+    )
+)
+def test_decode_event_only_ever_raises_invalid_contact_event(raw: str | bytes) -> None:
+    """decode_event on arbitrary text, bytes or JSON returns a ContactEvent or raises InvalidContactEvent."""
+    _decode_never_crashes(raw)
