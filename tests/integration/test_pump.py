@@ -28,7 +28,9 @@ def _pump_runs(pool: WorkerPool) -> list[tuple[float, float]]:
     return sorted(runs)
 
 
-def test_only_one_pump_runs_at_a_time_across_workers(workers: WorkerPool, producer: ContactSyncProducer) -> None:
+def test_only_one_pump_runs_at_a_time_across_workers(
+    workers: WorkerPool, producer: ContactSyncProducer
+) -> None:
     """With three worker processes and no beat, pumps run back to back and never overlap."""
     workers.start(3, CONTACT_SYNC_DEBOUNCE_S="0.2")
     producer.send_many({"email": f"p{n}@example.com", "firstName": "P"} for n in range(20))
@@ -39,7 +41,11 @@ def test_only_one_pump_runs_at_a_time_across_workers(workers: WorkerPool, produc
 
 
 def test_due_syncs_start_promptly_without_beat(
-    workers: WorkerPool, producer: ContactSyncProducer, emulator_admin: EmulatorClient, redis_conn: Any, keys: Keys
+    workers: WorkerPool,
+    producer: ContactSyncProducer,
+    emulator_admin: EmulatorClient,
+    redis_conn: Any,
+    keys: Keys,
 ) -> None:
     """On an idle system an event reaches the API about debounce_s after it was sent, pump hand-overs included."""
     debounce_s = 1.0
@@ -49,8 +55,14 @@ def test_due_syncs_start_promptly_without_beat(
         email = f"prompt{n}@example.com"
         sent = time.time()
         producer.contact_changed(email, first_name="Quick")
-        wait_until(lambda email=email: emulator_admin.contact(email), timeout_s=15, message=f"{email} synced")
-        arrival = next(item["t"] for item in emulator_admin.requests_log() if item.get("email") == email)
+        wait_until(
+            lambda email=email: emulator_admin.contact(email),
+            timeout_s=15,
+            message=f"{email} synced",
+        )
+        arrival = next(
+            item["t"] for item in emulator_admin.requests_log() if item.get("email") == email
+        )
         delays.append(arrival - sent - debounce_s)
         time.sleep(0.7)  # spread the samples over pump windows and hand-overs
     # The 0.5 s budget is the median; the worst sample is reported, not asserted (noisy machines).
