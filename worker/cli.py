@@ -273,7 +273,7 @@ def _connect(settings: Settings) -> redis.Redis:
             socket_connect_timeout=REDIS_CONNECT_TIMEOUT_S,
             socket_timeout=REDIS_TIMEOUT_S,
         )
-    except ValueError as exc:  # e.g. sentinel://, which only Celery understands
+    except ValueError as exc:  # a URL redis-py cannot parse
         raise ConfigError(
             "CONTACT_SYNC_REDIS_URL", f"{_redacted_url(settings.redis_url)}: {exc}"
         ) from None

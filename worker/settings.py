@@ -194,8 +194,12 @@ class _Reader:
         if raw is None:
             return default
         scheme = urlsplit(raw).scheme
-        if scheme not in {"redis", "rediss", "unix", "sentinel"}:
-            raise ConfigError(name, "must be a redis://, rediss://, unix:// or sentinel:// URL")
+        if scheme == "sentinel":
+            # Celery's broker understands sentinel://, redis-py's from_url does not; the merge
+            # store would fail later and less clearly, so refuse it here.
+            raise ConfigError(name, "sentinel:// is not supported yet; use redis:// or rediss://")
+        if scheme not in {"redis", "rediss", "unix"}:
+            raise ConfigError(name, "must be a redis://, rediss:// or unix:// URL")
         return raw
 
     def api_url(self, name: str, *, allow_insecure: bool) -> str | None:
