@@ -115,8 +115,17 @@ class WorkerProcess:
         return self.log_path.read_text("utf-8", "replace")
 
     def log_lines(self) -> list[dict[str, Any]]:
-        """Every JSON line the worker printed (non-JSON lines raise: everything must be JSON)."""
-        return [json.loads(line) for line in self.output().splitlines() if line.strip()]
+        """Every complete line the worker printed, parsed (a non-JSON line raises: all must be JSON).
+
+        A line still being written (no newline yet) is left for the next call.
+        """
+        text = self.output()
+        complete = text[: text.rfind("\n") + 1]
+        return [json.loads(line) for line in complete.splitlines() if line.strip()]
+
+    def events_named(self, name: str) -> list[dict[str, Any]]:
+        """The log lines whose ``event`` is ``name``."""
+        return [line for line in self.log_lines() if line.get("event") == name]
 
 
 @dataclass

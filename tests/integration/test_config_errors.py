@@ -6,14 +6,13 @@ import itertools
 import json
 import subprocess
 import sys
-from typing import Any
 
 import pytest
 import redis
 
 from fake_activecampaign import EmulatorClient
 from producers import ContactSyncProducer
-from tests.integration._harness import TOKEN, WorkerPool, WorkerProcess, drained, wait_until
+from tests.integration._harness import TOKEN, WorkerPool, drained, wait_until
 from worker import cli
 from worker.deadletters import DeadLetters
 from worker.keys import Keys
@@ -22,19 +21,6 @@ WRONG_TOKEN = "rotated-by-the-customer-0000"
 # What worker_env sets: CONTACT_SYNC_CONFIG_ERROR_BACKOFF_S=1, CONTACT_SYNC_BACKOFF_CAP_S=2.
 CONFIG_BACKOFF_BASE_S = 1.0
 CONFIG_BACKOFF_CAP_S = 2.0
-
-
-def _events_named(worker: WorkerProcess, name: str) -> list[dict[str, Any]]:
-    """Complete JSON lines with this ``event``; a line still being written is skipped."""
-    text = worker.output()
-    complete = text[: text.rfind("\n") + 1]
-    found = []
-    for line in complete.splitlines():
-        if line.strip():
-            record = json.loads(line)
-            if record.get("event") == name:
-                found.append(record)
-    return found
 
 
 def _ceiling_s(attempt: int) -> float:
@@ -71,7 +57,7 @@ def test_forbidden_is_retried_with_long_backoff_until_the_token_is_fixed(
         timeout_s=25,
         message="four 403s per email",
     )
-    retries = _events_named(worker, "contact.sync_retry")
+    retries = worker.events_named("contact.sync_retry")
     assert len(retries) >= 6
     for line in retries:
         assert line["level"] == "error", line
@@ -130,10 +116,10 @@ def test_forbidden_past_max_retry_age_becomes_a_dead_letter_and_replays(
     kept = {k: v for k, v in letter.as_dict()["attributes"].items() if k != "email"}
     assert kept == {"firstName": "Old", "lastName": "Token", "field:6": "2008-01-20"}
     (line,) = wait_until(
-        lambda: _events_named(worker, "contact.dead_lettered"), timeout_s=10, message="log line"
+        lambda: worker.events_named("contact.dead_lettered"), timeout_s=10, message="log line"
     )
     assert (line["level"], line["reason"], line["status"]) == ("error", "retry_expired", 403)
-    assert all(line["level"] == "error" for line in _events_named(worker, "contact.sync_retry"))
+    assert all(line["level"] == "error" for line in worker.events_named("contact.sync_retry"))
     wait_until(lambda: drained(redis_conn, keys), timeout_s=10, message="nothing left scheduled")
     assert emulator_admin.contacts() == {}
 

@@ -12,7 +12,7 @@ import redis
 
 from fake_activecampaign import EmulatorClient
 from producers import ContactSyncProducer, InvalidContactEvent
-from tests.integration._harness import WorkerPool, WorkerProcess, drained, wait_until
+from tests.integration._harness import WorkerPool, drained, wait_until
 from worker import cli
 from worker.deadletters import DeadLetters
 from worker.keys import CONSUMER_GROUP, Keys
@@ -20,19 +20,6 @@ from worker.keys import CONSUMER_GROUP, Keys
 OVERSIZED = "x" * (70 * 1024)
 DEEPLY_NESTED = "[" * 30_000 + "]" * 30_000  # under the size limit, far over any recursion limit
 NOT_UNICODE = "Not valid Unicode text: contains a lone surrogate."
-
-
-def _events_named(worker: WorkerProcess, name: str) -> list[dict[str, Any]]:
-    """Complete JSON lines with this ``event``; a line still being written is skipped."""
-    text = worker.output()
-    complete = text[: text.rfind("\n") + 1]
-    found = []
-    for line in complete.splitlines():
-        if line.strip():
-            record = json.loads(line)
-            if record.get("event") == name:
-                found.append(record)
-    return found
 
 
 def _wire(contact: Any, **envelope: Any) -> str:
@@ -131,7 +118,7 @@ def test_api_rejection_becomes_a_dead_letter_and_replays_after_the_fix(
     }
     assert kept == values
     (line,) = wait_until(
-        lambda: _events_named(worker, "contact.dead_lettered"), timeout_s=10, message="log line"
+        lambda: worker.events_named("contact.dead_lettered"), timeout_s=10, message="log line"
     )
     assert line["level"] == "error"
     assert line["reason"] == "api_rejected"
@@ -196,7 +183,7 @@ def test_poison_stream_entries_become_dead_letters_and_the_worker_keeps_going(
     wait_until(lambda: drained(redis_conn, keys), timeout_s=10, message="drained")
     assert redis_conn.xpending(keys.events, CONSUMER_GROUP)["pending"] == 0
     assert redis_conn.xlen(keys.events) == 0
-    invalid_lines = _events_named(worker, "event.invalid")
+    invalid_lines = worker.events_named("event.invalid")
     assert sorted(line["entry_id"] for line in invalid_lines) == sorted(entry_ids)
     assert {line["level"] for line in invalid_lines} == {"warning"}
 

@@ -24,19 +24,6 @@ from worker.settings import Secret
 SECRET = TOKEN.encode()
 
 
-def _events_named(worker: WorkerProcess, name: str) -> list[dict[str, Any]]:
-    """Complete JSON lines with this ``event``; a line still being written is skipped."""
-    text = worker.output()
-    complete = text[: text.rfind("\n") + 1]
-    found = []
-    for line in complete.splitlines():
-        if line.strip():
-            record = json.loads(line)
-            if record.get("event") == name:
-                found.append(record)
-    return found
-
-
 def _busy_run(
     workers: WorkerPool,
     producer: ContactSyncProducer,
@@ -62,12 +49,12 @@ def _busy_run(
             len(admin.contacts()) == 4
             and redis_conn.xlen(keys.dead) == 2
             and drained(redis_conn, keys)
-            and bool(_events_named(worker, "contact.dead_lettered"))
+            and bool(worker.events_named("contact.dead_lettered"))
         )
 
     wait_until(done, timeout_s=25, message="the busy run")
-    assert _events_named(worker, "contact.sync_retry"), "expected 503 retries"
-    assert _events_named(worker, "event.invalid")
+    assert worker.events_named("contact.sync_retry"), "expected 503 retries"
+    assert worker.events_named("event.invalid")
     assert worker.stop() == 0
     return worker
 
@@ -251,12 +238,12 @@ def test_emails_are_masked_unless_pii_logging_is_enabled(
     for email in hidden:
         producer.contact_changed(email, first_name="Secret")
     wait_until(
-        lambda: len(_events_named(masked, "contact.synced")) == 2 and drained(redis_conn, keys),
+        lambda: len(masked.events_named("contact.synced")) == 2 and drained(redis_conn, keys),
         timeout_s=20,
         message="masked syncs",
     )
     masked.stop()
-    assert sorted(line["email"] for line in _events_named(masked, "contact.synced")) == [
+    assert sorted(line["email"] for line in masked.events_named("contact.synced")) == [
         "a***@example.com",
         "b***@example.org",
     ]
@@ -269,7 +256,7 @@ def test_emails_are_masked_unless_pii_logging_is_enabled(
     shown = "carol.white@example.com"
     producer.contact_changed(shown, first_name="Open")
     (line,) = wait_until(
-        lambda: _events_named(plain, "contact.synced"), timeout_s=20, message="plain sync"
+        lambda: plain.events_named("contact.synced"), timeout_s=20, message="plain sync"
     )
     assert line["email"] == shown
     assert set(emulator_admin.contacts()) == {*hidden, shown}
@@ -288,12 +275,12 @@ def test_synced_lines_carry_the_outcome_fields(
     producer.contact_changed(email, first_name="Dana")
     producer.contact_changed(email, last_name="Scully")
     (first,) = wait_until(
-        lambda: _events_named(worker, "contact.synced"), timeout_s=20, message="first sync"
+        lambda: worker.events_named("contact.synced"), timeout_s=20, message="first sync"
     )
     wait_until(lambda: drained(redis_conn, keys), timeout_s=10, message="drained")
     producer.contact_changed(email, phone="555")
     second = wait_until(
-        lambda: _events_named(worker, "contact.synced")[1:], timeout_s=20, message="second sync"
+        lambda: worker.events_named("contact.synced")[1:], timeout_s=20, message="second sync"
     )[0]
 
     contact_id = str(emulator_admin.contacts()[email]["id"])
