@@ -14,14 +14,17 @@ import datetime as dt
 import os
 import sys
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from importlib import metadata
+from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import redis
 
 from producers import ContactSyncProducer, EnqueueError, InvalidContactEvent
 from worker import _render as render
+from worker import importer
+from worker._progress import ImportConsole, Progress, summary_text
 from worker.deadletters import DeadLetters
 from worker.errors import ConfigError
 from worker.keys import Keys
@@ -113,6 +116,13 @@ def build_parser() -> argparse.ArgumentParser:
     _add_json_flag(enqueue)
     enqueue.set_defaults(handler=cmd_enqueue)
 
+    metrics = commands.add_parser("metrics", help="serve Prometheus metrics read from Redis")
+    metrics.add_argument("--host", default="127.0.0.1", help="default: 127.0.0.1")
+    metrics.add_argument("--port", type=int, default=9808, help="default: 9808; 0 picks one")
+    metrics.set_defaults(handler=cmd_metrics)
+
+    _add_import_command(commands)
+
     # Listed for --help only: main() hands these arguments to the emulator before argparse.
     commands.add_parser(
         FAKE_ACTIVECAMPAIGN,
@@ -150,6 +160,44 @@ def _add_dead_letter_commands(
     purge.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     _add_json_flag(purge)
     purge.set_defaults(handler=cmd_dead_letters_purge)
+
+
+def _add_import_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    imports = commands.add_parser(
+        "import",
+        help="backfill contacts from a CSV or JSONL file",
+        description="Validate every row of FILE and enqueue the valid ones in batches "
+        "(docs/import.md). Line N: line N of a JSONL file, the N-th data row of a CSV file.",
+    )
+    imports.add_argument("file", type=Path, metavar="FILE")
+    imports.add_argument("--format", choices=importer.FORMATS, help="default: from the extension")
+    imports.add_argument("--email-column", metavar="COLUMN", help="default: email")
+    imports.add_argument(
+        "--map",
+        action="append",
+        default=[],
+        metavar="ATTRIBUTE=COLUMN",
+        help="firstName, lastName or phone from COLUMN (columns so named map themselves)",
+    )
+    imports.add_argument(
+        "--field", action="append", default=[], metavar="ID=COLUMN", help="custom field ID"
+    )
+    imports.add_argument(
+        "--occurred-at",
+        type=_aware_datetime,
+        metavar="ISO8601",
+        help="when the file's values were current, e.g. the export time (default: now)",
+    )
+    imports.add_argument(
+        "--occurred-at-column", metavar="COLUMN", help="per-row time; empty: --occurred-at"
+    )
+    imports.add_argument("--source", help="default: import:FILE")
+    imports.add_argument("--batch-size", type=_positive_int, default=1000, help="default: 1000")
+    imports.add_argument("--start-line", type=_positive_int, default=1, metavar="N")
+    imports.add_argument("--errors-file", type=Path, metavar="PATH", help="invalid rows, JSONL")
+    imports.add_argument("--dry-run", action="store_true", help="validate only; write nothing")
+    _add_json_flag(imports)
+    imports.set_defaults(handler=cmd_import)
 
 
 # -- commands -----------------------------------------------------------------------------
@@ -250,6 +298,80 @@ def cmd_enqueue(args: argparse.Namespace, settings: Settings) -> int:
             return EXIT_FAILURE
     print(render.to_json({"id": event_id}) if args.json else event_id)
     return EXIT_OK
+
+
+def cmd_metrics(args: argparse.Namespace, settings: Settings) -> int:
+    # Imported here: prometheus-client is the optional "metrics" extra.
+    from importlib.util import find_spec
+
+    if find_spec("prometheus_client") is None:
+        _error("metrics needs prometheus-client: pip install 'contact-sync[metrics]'")
+        return EXIT_FAILURE
+    from worker.logging import celery_setup_logging
+    from worker.metrics import serve_metrics
+
+    celery_setup_logging(settings)  # the exporter's warnings are JSON lines like the worker's
+    with _connect(settings) as client:
+        try:
+            return serve_metrics(client, Keys(settings.key_prefix), host=args.host, port=args.port)
+        except OSError as exc:  # the port is taken or the address is not this host's
+            _error(f"metrics: cannot serve on {args.host}:{args.port}: {_one_line(exc)}")
+            return EXIT_FAILURE
+
+
+def cmd_import(args: argparse.Namespace, settings: Settings) -> int:
+    try:
+        plan = importer.plan_import(
+            args.file,
+            fmt=args.format,
+            email_column=args.email_column,
+            maps=args.map,
+            fields=args.field,
+            occurred_at_column=args.occurred_at_column,
+            source=args.source,
+        )
+        errors_file = args.errors_file and args.errors_file.open("w", encoding="utf-8")
+    except (importer.ImportUsageError, OSError) as exc:
+        _error(f"import: {exc}")
+        return EXIT_USAGE
+    if unused := plan.unused_columns():
+        _error(f"import: ignoring columns {', '.join(unused)}")
+    progress = Progress(sys.stderr, total=plan.count_rows(), tty=sys.stderr.isatty())
+    console = ImportConsole(progress, errors_file)
+    with ExitStack() as stack:
+        stack.callback(console.close)
+        write = None
+        if not args.dry_run:
+            client = stack.enter_context(_connect(settings))
+            client.ping()  # an unreachable Redis fails here, before a row is read
+            write = importer.StreamBatchWriter(client, Keys(settings.key_prefix)).write
+        summary = importer.run_import(
+            plan.records(),
+            plan.mapping,
+            write=write,
+            occurred_at=args.occurred_at or dt.datetime.now(dt.UTC),
+            source=plan.source,
+            batch_size=args.batch_size,
+            start_line=args.start_line,
+            on_invalid=console.invalid,
+            on_progress=console.update,
+        )
+    report = {"file": str(args.file), "format": plan.fmt, "dry_run": args.dry_run}
+    print(
+        render.to_json(report | summary.as_dict())
+        if args.json
+        else summary_text(summary, dry_run=args.dry_run)
+    )
+    if summary.resume_line is not None and not args.dry_run:
+        line = summary.resume_line
+        _error(
+            f"import {summary.outcome}"
+            + (f": {summary.error}" if summary.error else "")
+            + f"; rows before line {line} are done: resume with --start-line {line}"
+        )
+    # 130, as for any Ctrl+C (see main); invalid rows alone do not fail the import.
+    codes = {"complete": EXIT_OK, "interrupted": 130}
+    return codes.get(summary.outcome, EXIT_FAILURE)
 
 
 def _run_fake_activecampaign(argv: list[str]) -> int:

@@ -43,6 +43,11 @@ class Keys:
         return f"{self.prefix}:stats"
 
     @property
+    def metrics(self) -> str:
+        """HASH of what only the metrics exporter reads: API latency histogram, limiter wait."""
+        return f"{self.prefix}:metrics"
+
+    @property
     def pump_lock(self) -> str:
         return f"{self.prefix}:pump:lock"
 

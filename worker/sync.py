@@ -91,36 +91,26 @@ def sync_contact(
 
     action = "updated" if begun.known else result.action
     counters = {"created": "synced_created", "updated": "synced_updated"}
-    if (
-        store.finish_sync(
-            email,
-            lease,
-            "success",
-            confirmed_ttl_s=ttl_s,
-            counter=counters.get(action or "", "synced_unknown"),
-        )
-        == "stale"
-    ):
-        return SyncOutcome(
-            "contact.synced",
-            "warning",
-            {
-                **common,
-                "contact_id": result.contact_id,
-                "action": action,
-                "note": "lease expired during the request",
-            },
-        )
-    return SyncOutcome(
-        "contact.synced",
-        fields={
-            **common,
-            "contact_id": result.contact_id,
-            "action": action,
-            "status": result.status,
-            "latency_ms": round(result.latency_ms, 1),
-        },
+    recorded = store.finish_sync(
+        email,
+        lease,
+        "success",
+        confirmed_ttl_s=ttl_s,
+        counter=counters.get(action or "", "synced_unknown"),
     )
+    fields = {
+        **common,
+        "contact_id": result.contact_id,
+        "action": action,
+        "status": result.status,
+        "latency_ms": round(result.latency_ms, 1),
+    }
+    if recorded == "stale":
+        # Another claim owns the email now; it will send the same values again (harmless).
+        return SyncOutcome(
+            "contact.synced", "warning", {**fields, "note": "lease expired during the request"}
+        )
+    return SyncOutcome("contact.synced", fields=fields)
 
 
 def _failed(

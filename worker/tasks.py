@@ -10,6 +10,7 @@ from celery import Task
 
 from worker.celery_app import app, settings
 from worker.logging import get_logger, mask_email
+from worker.metrics import record_outcome
 from worker.pump import Pump, PumpLock
 from worker.runtime import get_runtime
 from worker.store import Claim, InvalidEntry
@@ -37,6 +38,7 @@ def sync_contact(self: Task, email: str, lease: str = "") -> str:
         rng=runtime.rng,
     )
     getattr(log, outcome.level)(outcome.event, **outcome.fields)
+    record_outcome(runtime.redis, runtime.keys, outcome)
     return outcome.event
 
 

@@ -1,0 +1,7 @@
+from __future__ import annotations
+
+from django.urls import path
+
+from accounts import views
+
+urlpatterns = [path("customers/", views.create_customer, name="create-customer")]

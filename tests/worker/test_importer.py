@@ -1,0 +1,499 @@
+"""worker.importer and `contact-sync import`: files in, validated events on the stream."""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import json
+import os
+import signal
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+
+from tests._redis_server import RedisServer, free_port
+from worker import importer
+from worker._progress import Progress, progress_text
+from worker.cli import main
+from worker.errors import EnqueueError
+from worker.importer import Record, RowMapping, plan_import, run_import
+from worker.keys import Keys
+
+T0 = dt.datetime(2026, 11, 29, 13, 0, tzinfo=dt.UTC)
+
+
+@pytest.fixture(autouse=True)
+def _env(monkeypatch: pytest.MonkeyPatch, redis_url: str, key_prefix: str) -> None:
+    monkeypatch.setenv("CONTACT_SYNC_REDIS_URL", redis_url)
+    monkeypatch.setenv("CONTACT_SYNC_KEY_PREFIX", key_prefix)
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str | Path) -> tuple[int, str, str]:
+    code = main(["import", *map(str, argv)])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def events(client: redis.Redis, prefix: str) -> list[dict[str, Any]]:
+    return [json.loads(entry[b"event"]) for _, entry in client.xrange(f"{prefix}:events")]
+
+
+def emails(client: redis.Redis, prefix: str) -> list[str]:
+    return [event["contact"]["email"] for event in events(client, prefix)]
+
+
+def write_csv(path: Path, header: str, rows: Sequence[str]) -> Path:
+    path.write_text("\n".join([header, *rows]) + "\n", encoding="utf-8")
+    return path
+
+
+def numbered_csv(path: Path, count: int) -> Path:
+    return write_csv(
+        path, "email,firstName", [f"user{n}@example.com,User {n}" for n in range(1, count + 1)]
+    )
+
+
+def test_csv_rows_are_mapped_and_enqueued(capsys, tmp_path, redis_client, key_prefix):
+    """--map and --field turn CSV columns into attributes and custom fields, one event a row."""
+    path = write_csv(
+        tmp_path / "customers.csv",
+        "email,first_name,last_name,mobile,birthday,plan",
+        ["Jon@Example.com,John,Doe,7223224241,2008-01-20,gold", "ann@example.com,Ann,,,,"],
+    )
+    code, out, err = run(
+        capsys,
+        path,
+        *("--map", "firstName=first_name", "--map", "lastName=last_name", "--map", "phone=mobile"),
+        *("--field", "6=birthday", "--field", "07=plan", "--occurred-at", T0.isoformat()),
+    )
+    assert code == 0, err
+    assert out.startswith("complete: 2 rows read, 2 enqueued, 0 invalid, 0 skipped")
+    first, second = events(redis_client, key_prefix)
+    assert first["contact"] == {
+        "email": "jon@example.com",
+        "firstName": "John",
+        "lastName": "Doe",
+        "phone": "7223224241",
+        "fieldValues": [{"field": "6", "value": "2008-01-20"}, {"field": "7", "value": "gold"}],
+    }
+    assert first["source"] == "import:customers.csv"
+    assert dt.datetime.fromisoformat(first["occurred_at"]) == T0
+    # Empty cells are absent ("unchanged"), never "".
+    assert second["contact"] == {"email": "ann@example.com", "firstName": "Ann"}
+
+
+def test_csv_columns_named_like_attributes_map_themselves(
+    capsys, tmp_path, redis_client, key_prefix
+):
+    """Columns called email, firstName, lastName and phone need no flags; others are ignored, and said so."""
+    path = write_csv(
+        tmp_path / "people.csv",
+        "phone,lastName,email,firstName,notes",
+        ["555, Doe ,jon@example.com,John,vip", "  ,,ann@example.com,,"],
+    )
+    code, _, err = run(capsys, path, "--source", "crm-export")
+    assert code == 0
+    assert "ignoring columns notes" in err
+    first, second = events(redis_client, key_prefix)
+    assert first["contact"] == {
+        "email": "jon@example.com",
+        "firstName": "John",
+        "lastName": " Doe ",
+        "phone": "555",
+    }
+    assert first["source"] == "crm-export"
+    assert second["contact"] == {"email": "ann@example.com"}  # a blank cell is empty too
+
+
+def test_jsonl_api_shaped_contacts_pass_through(capsys, tmp_path, redis_client, key_prefix):
+    """JSONL rows shaped like the API are the contact: "" is a real value, null means absent."""
+    path = tmp_path / "contacts.jsonl"
+    rows = [
+        {
+            "email": "jon@example.com",
+            "firstName": "",
+            "lastName": None,
+            "fieldValues": [{"field": 6, "value": "x"}],
+        },
+        {"email": "ann@example.com", "phone": "123"},
+    ]
+    path.write_text("\n".join(json.dumps(row) for row in rows) + "\n", encoding="utf-8")
+    code, _, err = run(capsys, path)
+    assert code == 0, err
+    assert [event["contact"] for event in events(redis_client, key_prefix)] == [
+        {
+            "email": "jon@example.com",
+            "firstName": "",
+            "fieldValues": [{"field": "6", "value": "x"}],
+        },
+        {"email": "ann@example.com", "phone": "123"},
+    ]
+
+
+def test_jsonl_with_mapping_flags_and_occurred_at_key(capsys, tmp_path, redis_client, key_prefix):
+    """With mapping flags, JSONL keys are columns; --occurred-at-column gives each row its own time."""
+    path = tmp_path / "export.ndjson"
+    rows = [
+        {
+            "mail": "jon@example.com",
+            "given": "John",
+            "dob": "2008-01-20",
+            "updated_at": "2025-01-02T03:04:05+01:00",
+        },
+        {"mail": "ann@example.com", "given": "", "updated_at": ""},
+    ]
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+    code, _, err = run(
+        capsys,
+        path,
+        *("--email-column", "mail", "--map", "firstName=given", "--field", "6=dob"),
+        *("--occurred-at-column", "updated_at", "--occurred-at", T0.isoformat()),
+    )
+    assert code == 0, err
+    first, second = events(redis_client, key_prefix)
+    assert first["contact"] == {
+        "email": "jon@example.com",
+        "firstName": "John",
+        "fieldValues": [{"field": "6", "value": "2008-01-20"}],
+    }
+    assert first["occurred_at"] == "2025-01-02T03:04:05+01:00"
+    assert second["contact"] == {"email": "ann@example.com"}
+    assert dt.datetime.fromisoformat(second["occurred_at"]) == T0  # empty cell: the default
+
+
+def test_bad_rows_are_reported_by_line_while_good_rows_are_enqueued(
+    capsys, tmp_path, redis_client, key_prefix
+):
+    """Invalid rows are printed with their line and per-field messages, written to --errors-file, and skipped."""
+    path = write_csv(
+        tmp_path / "mixed.csv",
+        "email,firstName,birthday,updated_at",
+        [
+            "good1@example.com,A,,",
+            "not-an-email,B,,",
+            "",  # a blank line still counts as a line
+            f"good2@example.com,{'x' * 300},,",
+            "good3@example.com,C,,2025-01-01T00:00:00",
+            "good4@example.com,D,,",
+            "too,many,cells,here,!",
+        ],
+    )
+    errors = tmp_path / "errors.jsonl"
+    code, out, err = run(
+        capsys,
+        path,
+        *("--field", "6=birthday", "--occurred-at-column", "updated_at"),
+        *("--errors-file", errors, "--batch-size", "2"),
+    )
+    assert code == 0
+    assert "4 invalid" in out
+    assert "2 enqueued" in out
+    assert "line 2: email: Not a valid email address." in err
+    assert "line 4: firstName: Longer than maximum length 255." in err
+    assert "line 5: updated_at: Needs a UTC offset" in err
+    assert "line 7: _row: Has 5 cells; the header has 4." in err
+    assert emails(redis_client, key_prefix) == ["good1@example.com", "good4@example.com"]
+    reported = [json.loads(line) for line in errors.read_text().splitlines()]
+    assert [entry["line"] for entry in reported] == [2, 4, 5, 7]
+    assert reported[0] == {
+        "line": 2,
+        "errors": {"email": ["Not a valid email address."]},
+        "row": {"email": "not-an-email", "firstName": "B", "birthday": "", "updated_at": ""},
+    }
+
+
+def test_custom_field_errors_name_the_field_id():
+    """A bad custom field value is reported as "field <id>", not by its index in fieldValues."""
+    mapping = RowMapping(passthrough=True)
+    record = Record(3, {"email": "a@example.com", "fieldValues": [{"field": "9", "value": 5}]})
+    with pytest.raises(importer.InvalidContactEvent) as caught:
+        importer.encode_record(record, mapping, occurred_at=T0, source=None)
+    assert caught.value.messages == {
+        "field 9": {
+            "value": ["Value must be a string, a list of strings, a date or an aware datetime."]
+        }
+    }
+
+
+def test_undecodable_bytes_fail_only_their_row(capsys, tmp_path, redis_client, key_prefix):
+    """A row with bytes that are not UTF-8 is one invalid row, not an aborted import."""
+    path = tmp_path / "latin1.csv"
+    path.write_bytes(b"\xef\xbb\xbfemail,firstName\na@example.com,Ren\xe9\nb@example.com,Bob\n")
+    code, _, err = run(capsys, path)
+    assert code == 0
+    assert "line 1: firstName: Not valid Unicode text" in err
+    assert emails(redis_client, key_prefix) == ["b@example.com"]
+
+
+def test_dry_run_validates_and_writes_nothing(capsys, tmp_path, monkeypatch, key_prefix):
+    """--dry-run counts what would be enqueued and reports bad rows without touching Redis."""
+    monkeypatch.setenv("CONTACT_SYNC_REDIS_URL", f"redis://127.0.0.1:{free_port()}/0")
+    path = write_csv(tmp_path / "c.csv", "email,firstName", ["a@example.com,A", "nope,B"])
+    code, out, err = run(capsys, path, "--dry-run", "--json")
+    assert code == 0, err
+    summary = json.loads(out)
+    assert summary["dry_run"] is True
+    assert (summary["valid"], summary["enqueued"], summary["invalid"]) == (1, 0, 1)
+    assert summary["first_contact"] == {"email": "a@example.com", "firstName": "A"}
+    assert "line 2: email: Not a valid email address." in err
+
+
+def test_start_line_skips_the_rows_before_it(capsys, tmp_path, redis_client, key_prefix):
+    """--start-line N enqueues data lines N and later only."""
+    path = numbered_csv(tmp_path / "c.csv", 10)
+    code, out, _ = run(capsys, path, "--start-line", "7", "--json")
+    assert code == 0
+    summary = json.loads(out)
+    assert (summary["rows"], summary["skipped"], summary["enqueued"]) == (10, 6, 4)
+    assert emails(redis_client, key_prefix) == [f"user{n}@example.com" for n in range(7, 11)]
+
+
+class FlakyWriter:
+    """Writes batches through a real writer, then fails from the ``fail_at``-th call on."""
+
+    def __init__(self, client: redis.Redis, prefix: str, *, fail_at: int) -> None:
+        self.real = importer.StreamBatchWriter(client, Keys(prefix))
+        self.calls = 0
+        self.fail_at = fail_at
+
+    def write(self, texts: Sequence[str]) -> None:
+        self.calls += 1
+        if self.calls >= self.fail_at:
+            raise EnqueueError("could not enqueue a batch: ConnectionError: refused")
+        self.real.write(texts)
+
+
+def import_file(path: Path, write: Any, **options: Any) -> importer.ImportSummary:
+    plan = plan_import(path)
+    return run_import(
+        plan.records(), plan.mapping, write=write, occurred_at=T0, source=plan.source, **options
+    )
+
+
+def test_failed_batch_gives_a_resume_line_and_resuming_loses_nothing(
+    tmp_path, redis_client, key_prefix
+):
+    """After an EnqueueError the resume line is the first row of the failed batch; resuming completes the file exactly once."""
+    path = write_csv(
+        tmp_path / "c.csv",
+        "email,firstName",
+        [f"user{n}@example.com,U" if n != 4 else "bad,U" for n in range(1, 24)],
+    )
+    flaky = FlakyWriter(redis_client, key_prefix, fail_at=3)
+    summary = import_file(path, flaky.write, batch_size=5)
+    # Batches: lines 1-6 (line 4 invalid), 7-11; the third (12-16) fails.
+    assert summary.outcome == "failed"
+    assert "ConnectionError" in (summary.error or "")
+    assert summary.resume_line == 12
+    assert summary.enqueued == 10
+    assert len(emails(redis_client, key_prefix)) == 10
+
+    resumed = import_file(
+        path,
+        importer.StreamBatchWriter(redis_client, Keys(key_prefix)).write,
+        batch_size=5,
+        start_line=summary.resume_line,
+    )
+    assert resumed.outcome == "complete"
+    assert resumed.resume_line is None
+    expected = [f"user{n}@example.com" for n in range(1, 24) if n != 4]
+    assert emails(redis_client, key_prefix) == expected
+
+
+def test_ctrl_c_during_a_write_waits_for_the_batch(tmp_path, redis_client, key_prefix):
+    """A SIGINT that arrives while a batch is written takes effect after it, so that batch counts as done."""
+    path = numbered_csv(tmp_path / "c.csv", 20)
+    real = importer.StreamBatchWriter(redis_client, Keys(key_prefix))
+
+    def write(texts: Sequence[str]) -> None:
+        real.write(texts)
+        if len(emails(redis_client, key_prefix)) == 8:
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.05)  # the signal is delivered here, inside the write
+
+    summary = import_file(path, write, batch_size=4)
+    assert summary.outcome == "interrupted"
+    assert (summary.enqueued, summary.resume_line) == (8, 9)
+    assert len(emails(redis_client, key_prefix)) == 8
+
+
+def test_ctrl_c_while_reading_resumes_at_the_unwritten_batch(tmp_path, redis_client, key_prefix):
+    """An interrupt between batches resumes at the first row not yet written."""
+    path = numbered_csv(tmp_path / "c.csv", 20)
+    plan = plan_import(path)
+
+    def records() -> Iterator[Record]:
+        for record in plan.records():
+            if record.line == 7:
+                raise KeyboardInterrupt
+            yield record
+
+    writer = importer.StreamBatchWriter(redis_client, Keys(key_prefix))
+    summary = run_import(
+        records(), plan.mapping, write=writer.write, occurred_at=T0, source=None, batch_size=4
+    )
+    assert (summary.outcome, summary.enqueued, summary.resume_line) == ("interrupted", 4, 5)
+
+
+def test_cli_prints_the_resume_hint_and_exits_1_on_enqueue_error(
+    capsys, tmp_path, monkeypatch, redis_client, key_prefix
+):
+    """`contact-sync import` names the line to resume from when Redis fails mid-way."""
+    path = numbered_csv(tmp_path / "c.csv", 30)
+    real_write = importer.StreamBatchWriter.write
+    calls = []
+
+    def failing_third(self: importer.StreamBatchWriter, texts: Sequence[str]) -> None:
+        calls.append(len(texts))
+        if len(calls) == 3:
+            raise EnqueueError("could not enqueue a batch of 10 events: ConnectionError: gone")
+        real_write(self, texts)
+
+    monkeypatch.setattr(importer.StreamBatchWriter, "write", failing_third)
+    code, out, err = run(capsys, path, "--batch-size", "10")
+    assert code == 1
+    assert out.startswith("failed: 30 rows read, 20 enqueued")
+    assert "resume with --start-line 21" in err
+    monkeypatch.setattr(importer.StreamBatchWriter, "write", real_write)
+    code, out, _ = run(capsys, path, "--batch-size", "10", "--start-line", "21")
+    assert code == 0
+    assert emails(redis_client, key_prefix) == [f"user{n}@example.com" for n in range(1, 31)]
+
+
+def test_redis_stopping_mid_import_then_resuming_enqueues_every_row(capsys, tmp_path, monkeypatch):
+    """With a real Redis stopped after two batches, the resume line plus a second run give every row once."""
+    servers = [RedisServer(appendonly=True).start()]
+    first = servers[0]
+    monkeypatch.setenv("CONTACT_SYNC_REDIS_URL", first.url)
+    monkeypatch.setenv("CONTACT_SYNC_KEY_PREFIX", "import-restart")
+    path = numbered_csv(tmp_path / "c.csv", 50)
+    real_write = importer.StreamBatchWriter.write
+    written: list[int] = []
+
+    def stop_after_two(self: importer.StreamBatchWriter, texts: Sequence[str]) -> None:
+        if len(written) == 2:
+            first.stop(keep_files=True)  # SIGTERM: Redis flushes its AOF before it exits
+        real_write(self, texts)
+        written.append(len(texts))
+
+    try:
+        monkeypatch.setattr(importer.StreamBatchWriter, "write", stop_after_two)
+        code, _, err = run(capsys, path, "--batch-size", "10")
+        assert code == 1
+        assert "resume with --start-line 21" in err
+
+        servers.append(RedisServer(port=first.port, appendonly=True, workdir=first.workdir).start())
+        monkeypatch.setattr(importer.StreamBatchWriter, "write", real_write)
+        code, _, err = run(capsys, path, "--batch-size", "10", "--start-line", "21")
+        assert code == 0, err
+        with redis.Redis.from_url(first.url) as client:
+            assert emails(client, "import-restart") == [
+                f"user{n}@example.com" for n in range(1, 51)
+            ]
+    finally:
+        for server in servers:
+            server.stop()
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["missing.csv"], "no such file"),
+        (["c.txt"], "cannot tell the format"),
+        (["c.csv", "--map", "email=mail"], "unknown attribute email"),
+        (["c.csv", "--map", "firstName"], "expected ATTRIBUTE=COLUMN"),
+        (["c.csv", "--map", "phone=email", "--map", "phone=firstName"], "more than once"),
+        (["c.csv", "--field", "x=firstName"], "must be a positive integer"),
+        (["c.csv", "--field", "6=firstName", "--field", "06=email"], "only once"),
+        (["c.csv", "--map", "lastName=surname"], "no column 'surname'"),
+        (["c.csv", "--occurred-at-column", "updated"], "no column 'updated'"),
+        (["c.csv", "--source", "s" * 256], "longer than 255"),
+    ],
+)
+def test_usage_errors_exit_2_before_anything_is_written(
+    capsys, tmp_path, monkeypatch, redis_client, key_prefix, argv, message
+):
+    """Bad flags, unknown formats and missing columns stop the import at once with exit status 2."""
+    numbered_csv(tmp_path / "c.csv", 3)
+    (tmp_path / "c.txt").write_text("email\n")
+    monkeypatch.chdir(tmp_path)
+    code, _, err = run(capsys, *argv)
+    assert code == 2
+    assert message in err
+    assert redis_client.exists(f"{key_prefix}:events") == 0
+
+
+def test_unreachable_redis_exits_1_before_reading(capsys, tmp_path, monkeypatch):
+    """Without Redis the import fails at once with the usual message and exit status 1."""
+    monkeypatch.setenv("CONTACT_SYNC_REDIS_URL", f"redis://127.0.0.1:{free_port()}/0")
+    code, _, err = run(capsys, numbered_csv(tmp_path / "c.csv", 3))
+    assert code == 1
+    assert "cannot reach Redis" in err
+
+
+def test_progress_bar_on_a_terminal_shows_count_rate_and_eta():
+    """On a TTY the bar is redrawn in place with the count, rows/s and the ETA."""
+    now = [0.0]
+    stream = io.StringIO()
+    progress = Progress(stream, total=1000, tty=True, clock=lambda: now[0])
+    now[0] = 2.0
+    progress.update(250)
+    assert stream.getvalue() == (
+        "\r[######..................] 250/1,000 rows (25%), 125 rows/s, ETA 6.0s\x1b[K"
+    )
+    progress.clear()
+    assert stream.getvalue().endswith("\r\x1b[K")
+
+
+def test_progress_without_a_terminal_is_a_plain_line_now_and_then():
+    """Off a TTY, progress is one plain line per interval, without carriage returns."""
+    now = [0.0]
+    stream = io.StringIO()
+    progress = Progress(stream, total=None, tty=False, interval_s=5.0, clock=lambda: now[0])
+    for second in range(1, 12):
+        now[0] = float(second)
+        progress.update(second * 100)
+    assert stream.getvalue() == "import: 500 rows, 100 rows/s\nimport: 1,000 rows, 100 rows/s\n"
+    assert progress_text(10, 10, 1.0) == "10/10 rows (100%), 10 rows/s"
+
+
+def test_count_rows_counts_data_lines(tmp_path):
+    """The progress total is the number of data lines: CSV without its header, JSONL as is."""
+    (tmp_path / "c.csv").write_text("email\na@example.com\n\nb@example.com")
+    (tmp_path / "c.jsonl").write_text('{"email": "a@example.com"}\n{"email": "b@example.com"}\n')
+    assert plan_import(tmp_path / "c.csv").count_rows() == 3
+    assert plan_import(tmp_path / "c.jsonl").count_rows() == 2
+
+
+@pytest.mark.slow
+def test_fifty_thousand_rows_are_enqueued(capsys, tmp_path, redis_client, key_prefix):
+    """A generated 50,000-row CSV imports fully: XLEN is 50,000 (prints the measured rate)."""
+    path = tmp_path / "big.csv"
+    with path.open("w", encoding="utf-8") as handle:
+        handle.write("email,first_name,last_name,birthday\n")
+        for n in range(50_000):
+            handle.write(f"user{n}@example.com,First{n},Last{n},2000-01-{n % 28 + 1:02d}\n")
+    assert plan_import(path).count_rows() == 50_000
+    started = time.perf_counter()
+    code, out, err = run(
+        capsys,
+        path,
+        "--map",
+        "firstName=first_name",
+        "--map",
+        "lastName=last_name",
+        "--field",
+        "6=birthday",
+        "--json",
+    )
+    elapsed_s = time.perf_counter() - started
+    assert code == 0, err
+    summary = json.loads(out)
+    assert (summary["enqueued"], summary["invalid"]) == (50_000, 0)
+    assert redis_client.xlen(f"{key_prefix}:events") == 50_000
+    with capsys.disabled():
+        print(f"\n50,000-row import: {elapsed_s:.2f}s, {50_000 / elapsed_s:,.0f} rows/s")

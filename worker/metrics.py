@@ -1,0 +1,312 @@
+"""Prometheus metrics: workers record into Redis, one exporter turns Redis into metrics.
+
+Why not prometheus_client's own counters in the workers: Celery's prefork pool runs tasks
+in child processes that come and go, so per-process registries would need the client's
+multiprocess mode and a shared directory on every host, and several hosts would still
+have to be scraped and summed. The pipeline's counters already live in Redis
+(``{prefix}:stats``, written atomically by the Lua scripts), so a sync task adds only what
+Redis does not know yet (API latency by status, limiter wait, config errors) to
+``{prefix}:metrics``, in one round trip. ``contact-sync metrics`` reads both, plus
+``read_status()``, when Prometheus scrapes: one exporter for any number of workers.
+
+prometheus-client is the optional ``metrics`` extra. Only the exporter imports it, so the
+worker's path (``record_outcome``) works without it.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import threading
+from collections.abc import Iterator, Mapping
+from typing import TYPE_CHECKING, Any
+
+import redis
+
+from worker.errors import ApiConfigError
+from worker.keys import Keys
+from worker.logging import get_logger
+from worker.status import Status, read_status
+
+if TYPE_CHECKING:
+    from prometheus_client.metrics_core import Metric
+    from prometheus_client.registry import Collector as _CollectorBase
+    from prometheus_client.registry import CollectorRegistry
+
+    from worker.sync import SyncOutcome
+else:
+    # The registry only calls collect(); subclassing the ABC for real would import
+    # prometheus-client on every worker.
+    _CollectorBase = object
+
+__all__ = [
+    "LATENCY_BUCKETS_S",
+    "ContactSyncCollector",
+    "build_registry",
+    "outcome_increments",
+    "record_outcome",
+    "serve_metrics",
+]
+
+log = get_logger("contact_sync.metrics")
+
+# Upper bounds (s) of the API latency buckets. ActiveCampaign answers in 0.1-1 s; the
+# client's timeout (10 s by default) ends the tail.
+LATENCY_BUCKETS_S: tuple[float, ...] = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+_INF = "+Inf"
+# The status label of a request that got no HTTP answer (timeout, connection error).
+NO_RESPONSE_STATUS = "transport_error"
+LIMITER_WAIT_FIELD = "limiter_wait_seconds_total"
+
+# syncs_total{outcome} <- the {prefix}:stats counter the Lua scripts keep for it.
+_SYNC_OUTCOMES = {
+    "created": "synced_created",
+    "updated": "synced_updated",
+    "synced_unknown": "synced_unknown",  # 2xx whose answer did not say created or updated
+    "unchanged": "unchanged",
+    "retry": "retries",
+}
+
+
+def _le_text(upper_s: float) -> str:
+    # Python's repr matches how Prometheus clients write ``le`` ("0.05", "1.0", "10.0").
+    return repr(float(upper_s))
+
+
+def outcome_increments(outcome: SyncOutcome) -> dict[str, int | float]:
+    """The ``{prefix}:metrics`` fields one sync outcome adds to (ints count, floats are s).
+
+    A request was made when the outcome carries ``latency_ms``; its ``status`` labels the
+    histogram (``transport_error`` when there was no HTTP answer). Buckets are cumulative,
+    as Prometheus exposes them.
+    """
+    fields = outcome.fields
+    increments: dict[str, int | float] = {}
+    wait_s = float(fields.get("limiter_wait_ms", 0.0)) / 1000 + float(fields.get("waited_s", 0.0))
+    if wait_s > 0:
+        increments[LIMITER_WAIT_FIELD] = wait_s
+    if fields.get("latency_ms") is None:
+        return increments
+    status = NO_RESPONSE_STATUS if fields.get("status") is None else str(fields["status"])
+    latency_s = max(0.0, float(fields["latency_ms"]) / 1000)
+    for upper_s in LATENCY_BUCKETS_S:
+        if latency_s <= upper_s:
+            increments[f"api_latency_bucket:{status}:{_le_text(upper_s)}"] = 1
+    increments[f"api_latency_bucket:{status}:{_INF}"] = 1
+    increments[f"api_latency_sum:{status}"] = latency_s
+    increments[f"api_latency_count:{status}"] = 1
+    if fields.get("error") == ApiConfigError.__name__:
+        increments[f"config_errors:{status}"] = 1
+    return increments
+
+
+def record_outcome(client: redis.Redis, keys: Keys, outcome: SyncOutcome) -> None:
+    """Add one sync outcome to ``{prefix}:metrics`` in one round trip. Never raises.
+
+    Outcomes that made no request and waited for no slot (unchanged, lease lost) cost nothing.
+    """
+    try:
+        increments = outcome_increments(outcome)
+        if not increments:
+            return
+        # MULTI/EXEC: a scrape never sees a bucket counted without its _count.
+        pipe: Any = client.pipeline(transaction=True)
+        for name, amount in increments.items():
+            if isinstance(amount, float):
+                pipe.hincrbyfloat(keys.metrics, name, amount)
+            else:
+                pipe.hincrby(keys.metrics, name, amount)
+        pipe.execute()
+    except Exception as exc:
+        # The outcome is already stored; losing one observation beats failing the task.
+        log.warning("metrics.record_failed", error=type(exc).__name__, detail=str(exc))
+
+
+class ContactSyncCollector(_CollectorBase):
+    """A prometheus_client collector that reads Redis at every scrape.
+
+    If Redis does not answer, only ``contact_sync_up 0`` is exposed: stale numbers would
+    look healthy.
+    """
+
+    def __init__(self, client: redis.Redis, keys: Keys) -> None:
+        self._redis: Any = client  # redis-py types replies as Awaitable | Any
+        self._keys = keys
+
+    def collect(self) -> Iterator[Metric]:
+        from prometheus_client.core import GaugeMetricFamily
+
+        up_help = "1 if the exporter could read contact-sync's state from Redis, else 0"
+        try:
+            status = read_status(self._redis, self._keys)
+            recorded = {
+                _text(name): float(value)
+                for name, value in self._redis.hgetall(self._keys.metrics).items()
+            }
+        except redis.RedisError as exc:
+            log.warning("metrics.redis_unavailable", error=type(exc).__name__, detail=str(exc))
+            yield GaugeMetricFamily("contact_sync_up", up_help, value=0)
+            return
+        yield GaugeMetricFamily("contact_sync_up", up_help, value=1)
+        yield from _counters(status.counters, recorded)
+        yield _latency_histogram(recorded)
+        yield from _gauges(status)
+
+
+def _counters(stats: Mapping[str, int], recorded: Mapping[str, float]) -> Iterator[Metric]:
+    from prometheus_client.core import CounterMetricFamily
+
+    def counter(name: str, documentation: str, value: float) -> CounterMetricFamily:
+        return CounterMetricFamily(name, documentation, value=value)
+
+    yield counter(
+        "contact_sync_events_ingested_total",
+        "Valid events merged from the stream (stale ones included)",
+        stats.get("events_ingested", 0),
+    )
+    yield counter(
+        "contact_sync_events_stale_total",
+        "Valid events older than the value already held for every attribute they set",
+        stats.get("events_stale", 0),
+    )
+    yield counter(
+        "contact_sync_events_invalid_total",
+        "Stream entries that failed validation and went to dead letters",
+        stats.get("events_invalid", 0),
+    )
+    syncs = CounterMetricFamily(
+        "contact_sync_syncs_total", "Sync attempts by outcome", labels=["outcome"]
+    )
+    for outcome, stat in _SYNC_OUTCOMES.items():
+        syncs.add_metric([outcome], stats.get(stat, 0))
+    # The dead_lettered stat counts invalid events too; both are kept by the same scripts.
+    dead_syncs = stats.get("dead_lettered", 0) - stats.get("events_invalid", 0)
+    syncs.add_metric(["dead_lettered"], max(0, dead_syncs))
+    yield syncs
+    yield counter(
+        "contact_sync_dead_lettered_total",
+        "Dead letters written (invalid events and failed syncs); replay does not lower it",
+        stats.get("dead_lettered", 0),
+    )
+    yield counter(
+        "contact_sync_rate_limited_total",
+        "429 answers received from ActiveCampaign",
+        stats.get("rate_limited", 0),
+    )
+    yield counter(
+        "contact_sync_limiter_wait_seconds_total",
+        "Time sync tasks spent waiting for a rate-limiter slot",
+        recorded.get(LIMITER_WAIT_FIELD, 0.0),
+    )
+    config = CounterMetricFamily(
+        "contact_sync_config_errors_total",
+        "Answers that mean the configuration is wrong (401/402/403/404, redirects)",
+        labels=["status"],
+    )
+    for name, value in sorted(recorded.items()):
+        if name.startswith("config_errors:"):
+            config.add_metric([name.partition(":")[2]], value)
+    yield config
+
+
+def _latency_histogram(recorded: Mapping[str, float]) -> Metric:
+    from prometheus_client.core import HistogramMetricFamily
+
+    histogram = HistogramMetricFamily(
+        "contact_sync_api_request_duration_seconds",
+        "Duration of ActiveCampaign API requests by HTTP status",
+        labels=["status"],
+    )
+    statuses = sorted(
+        name.partition(":")[2] for name in recorded if name.startswith("api_latency_count:")
+    )
+    for status in statuses:
+        buckets = [
+            (le, recorded.get(f"api_latency_bucket:{status}:{le}", 0.0))
+            for le in map(_le_text, LATENCY_BUCKETS_S)
+        ]
+        buckets.append((_INF, recorded[f"api_latency_count:{status}"]))
+        histogram.add_metric([status], buckets, recorded.get(f"api_latency_sum:{status}", 0.0))
+    return histogram
+
+
+def _gauges(status: Status) -> Iterator[Metric]:
+    from prometheus_client.core import GaugeMetricFamily
+
+    values = [
+        ("contact_sync_backlog_events", "Stream entries not yet merged", status.stream_backlog),
+        (
+            "contact_sync_pending_contacts",
+            "Emails with a sync scheduled (debounce, backoff or due now)",
+            status.pending_contacts,
+        ),
+        ("contact_sync_due_contacts", "Emails whose sync is due now", status.due_now),
+        (
+            "contact_sync_in_flight",
+            "Emails under lease: a sync task is queued or running",
+            status.in_flight,
+        ),
+        (
+            "contact_sync_oldest_event_age_seconds",
+            "Age of the oldest entry still in the stream (0 when empty)",
+            status.oldest_event_age_s or 0.0,
+        ),
+        (
+            "contact_sync_most_overdue_seconds",
+            "How late the most overdue scheduled sync is (0 when none is late)",
+            status.most_overdue_s or 0.0,
+        ),
+        ("contact_sync_dead_letters", "Dead letters currently stored", status.dead_letters),
+        (
+            "contact_sync_limiter_paused_seconds",
+            "Seconds left of a pause ordered by a 429's Retry-After",
+            status.limiter_paused_for_s,
+        ),
+    ]
+    for name, documentation, value in values:
+        yield GaugeMetricFamily(name, documentation, value=value)
+
+
+def build_registry(client: redis.Redis, keys: Keys) -> CollectorRegistry:
+    """A fresh registry holding only contact-sync's collector (no process metrics)."""
+    from prometheus_client import CollectorRegistry
+
+    # auto_describe=False: registering must not call collect(), which needs Redis.
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(ContactSyncCollector(client, keys))
+    return registry
+
+
+def serve_metrics(client: redis.Redis, keys: Keys, *, host: str, port: int) -> int:
+    """Serve ``/metrics`` on ``host:port`` (0 picks a free port) until SIGTERM or SIGINT.
+
+    Prints one JSON line with the URL once listening. Returns the exit status (0).
+    """
+    from prometheus_client import start_http_server
+
+    server, thread = start_http_server(port, addr=host, registry=build_registry(client, keys))
+    stop = threading.Event()
+    previous = {
+        signum: signal.signal(signum, lambda *_: stop.set())
+        for signum in (signal.SIGTERM, signal.SIGINT)
+    }
+    try:
+        bound = server.server_address[1]
+        where = f"[{host}]" if ":" in host else host
+        print(
+            json.dumps({"event": "metrics.listening", "url": f"http://{where}:{bound}/metrics"}),
+            flush=True,
+        )
+        while not stop.wait(1.0):
+            pass
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+    return 0
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
