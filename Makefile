@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: install test test-fast lint format demo clean
+.PHONY: install test test-fast lint format demo bench bench-quick clean
 
 install: $(STAMP)
 
@@ -31,6 +31,18 @@ format: install
 
 demo: install
 	$(PY) ops/demo.py
+
+BENCH_STAMP := $(VENV)/.bench-installed
+
+$(BENCH_STAMP): $(STAMP) pyproject.toml
+	$(PY) -m pip install --quiet -e '.[dev,bench]'
+	touch $(BENCH_STAMP)
+
+bench: $(BENCH_STAMP)  ## every figure of docs/performance.md; writes bench-results.json and docs/perf/
+	$(PY) -m ops.bench
+
+bench-quick: $(BENCH_STAMP)  ## the same figures at a smaller scale, under 2 minutes
+	$(PY) -m ops.bench --quick
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info .demo

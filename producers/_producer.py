@@ -16,6 +16,13 @@ from worker.settings import Settings
 __all__ = ["ContactSyncProducer", "PreparedEvent"]
 
 _PIPELINE_CHUNK = 1000
+# One XADD per argument, in order, in one round trip. A pipeline of 1,000 XADDs costs
+# redis-py about 17 µs per event to pack and parse; this script about 6 µs (make bench).
+_XADD_MANY = """
+-- KEYS[1] events stream; ARGV: encoded events. Appends each as `event`, in order.
+for n = 1, #ARGV do redis.call('XADD', KEYS[1], '*', 'event', ARGV[n]) end
+return #ARGV
+"""
 # Read through an instance: Settings is a slotted dataclass, so its class attributes are
 # slot descriptors, not the defaults.
 _DEFAULTS = Settings()
@@ -49,6 +56,7 @@ class ContactSyncProducer:
         self.redis = client or redis.Redis.from_url(
             redis_url, socket_timeout=socket_timeout_s, socket_connect_timeout=socket_timeout_s
         )
+        self._xadd_many = self.redis.register_script(_XADD_MANY)
 
     @classmethod
     def from_env(cls, *, source: str | None = None) -> ContactSyncProducer:
@@ -104,6 +112,9 @@ class ContactSyncProducer:
         for name, value in (("firstName", first_name), ("lastName", last_name), ("phone", phone)):
             if value is not None:
                 contact[name] = value
+        if fields is not None and not isinstance(fields, Mapping):
+            # Without this a list or a str fails with AttributeError on .items().
+            raise InvalidContactEvent({"fieldValues": ["fields must be a mapping of id to value."]})
         if fields:
             contact["fieldValues"] = [{"field": key, "value": val} for key, val in fields.items()]
         event_id, text = encode_event(
@@ -146,13 +157,11 @@ class ContactSyncProducer:
         return len(encoded)
 
     def write_encoded(self, encoded: list[str]) -> None:
-        """Append already-encoded events in pipelined chunks. Raises EnqueueError."""
+        """Append already-encoded events, in order, 1,000 per round trip. Raises EnqueueError."""
         try:
             for start in range(0, len(encoded), _PIPELINE_CHUNK):
-                pipe = self.redis.pipeline(transaction=False)
-                for text in encoded[start : start + _PIPELINE_CHUNK]:
-                    pipe.xadd(self.keys.events, {"event": text})
-                pipe.execute()
+                chunk = encoded[start : start + _PIPELINE_CHUNK]
+                self._xadd_many(keys=[self.keys.events], args=chunk)
         except redis.RedisError as exc:
             raise EnqueueError(f"could not enqueue events: {type(exc).__name__}: {exc}") from exc
 

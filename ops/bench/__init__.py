@@ -1,0 +1,8 @@
+"""``make bench``: contact-sync against the naive one-Celery-task-per-event way, same run.
+
+Modules: ``run`` (the command and its table), ``figures`` (one function per measured
+figure), ``workload`` (the generated traffic and the exact count of requests it needs),
+``stats`` (percentiles, rates, the table: pure functions), ``procs`` (redis-server, the
+emulator and Celery worker processes), ``naive_app`` (the baseline Celery app), ``chart``
+(the PNG), ``profile`` (pyinstrument over the hot paths).
+"""

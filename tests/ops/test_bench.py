@@ -1,0 +1,159 @@
+"""ops/bench: the pure parts of the benchmark (no Redis, no workers, no emulator)."""
+
+from __future__ import annotations
+
+import pytest
+
+from ops.bench.stats import (
+    Figure,
+    budget_use,
+    drain_ratio,
+    format_table,
+    ideal_drain_s,
+    percentile,
+    steady_throughput,
+    windowed_rate,
+)
+from ops.bench.workload import WorkloadEvent, generate, needed_requests, sync_batch
+
+
+def event(email: str, at_us: int, **attributes: str) -> WorkloadEvent:
+    return WorkloadEvent(email, attributes, at_us)
+
+
+def test_percentile_interpolates_between_ranks() -> None:
+    """Percentiles follow numpy's linear definition: ends are min and max, midpoints interpolate."""
+    values = [4.0, 1.0, 3.0, 2.0]
+    assert percentile(values, 0) == 1.0
+    assert percentile(values, 100) == 4.0
+    assert percentile(values, 50) == 2.5
+    assert percentile(values, 99) == pytest.approx(3.97)
+    assert percentile([7.0], 99) == 7.0
+    with pytest.raises(ValueError, match="no values"):
+        percentile([], 50)
+
+
+def test_ideal_drain_is_emails_over_rate() -> None:
+    """The ideal drain time of 5,000 emails at 100 requests/s is 50 s."""
+    assert ideal_drain_s(5000, rate_per_s=100) == 50.0
+    with pytest.raises(ValueError, match="positive"):
+        ideal_drain_s(10, rate_per_s=0)
+
+
+def test_drain_ratio_of_a_sender_at_exactly_the_rate_is_one() -> None:
+    """One request every 1/rate seconds drains in exactly the ideal time; half the pace takes twice as long."""
+    smooth = [n / 50 for n in range(500)]
+    assert drain_ratio(smooth, rate_per_s=50) == pytest.approx(1.0)
+    slow = [n / 25 for n in range(500)]
+    assert drain_ratio(slow, rate_per_s=50) == pytest.approx(2.0, rel=0.01)
+
+
+def test_windowed_rate_sees_bursts_and_smooth_senders_alike() -> None:
+    """A smooth sender and one that bursts its whole window at once score the same sustained rate."""
+    smooth = [n / 40 for n in range(800)]  # 40/s for 20 s
+    bursts = [
+        second + n * 1e-4 for second in range(20) for n in range(40)
+    ]  # 40 at each whole second
+    assert windowed_rate(smooth) == pytest.approx(40, rel=0.01)
+    assert windowed_rate(bursts) == pytest.approx(40, rel=0.01)
+    assert budget_use(smooth, rate_per_s=50) == pytest.approx(0.8, rel=0.01)
+    with pytest.raises(ValueError, match="two windows"):
+        windowed_rate([0.0, 0.5, 1.0])
+
+
+def test_windowed_rate_never_exceeds_what_any_window_held() -> None:
+    """Arrivals that never put more than 5 in any 1 s window score at most 5 per window."""
+    arrivals = [n * 0.21 for n in range(100)]  # 4.76/s, at most 5 in any second
+    assert windowed_rate(arrivals) <= 5.0
+
+
+def test_steady_throughput_ignores_start_up() -> None:
+    """Throughput counts from the first sample with progress to the first that reached the total."""
+    samples = [(0.0, 0), (5.0, 0), (6.0, 100), (8.0, 500), (9.0, 500)]
+    assert steady_throughput(samples, total=500) == 200.0
+    with pytest.raises(ValueError, match="completion"):
+        steady_throughput([(0.0, 0), (1.0, 10)], total=500)
+
+
+def test_every_email_needs_one_request_for_a_first_batch() -> None:
+    """Many events to the same emails merge into one request per email, even an email-only one."""
+    batch = [
+        event("a@x.com", 3, firstName="A"),
+        event("a@x.com", 1, firstName="Old", phone="1"),
+        event("b@x.com", 2),
+    ]
+    confirmed: dict = {}
+    assert sync_batch(confirmed, batch, start=0) == {"a@x.com", "b@x.com"}
+    assert confirmed["a@x.com"]["firstName"][0] == "A"  # last write wins by occurred_at
+    assert (
+        confirmed["a@x.com"]["phone"][0] == "1"
+    )  # per attribute: the older event still sets phone
+
+
+def test_no_op_repeats_need_no_request() -> None:
+    """Re-sending confirmed values, or a change undone within the batch, is no net change."""
+    confirmed: dict = {}
+    sync_batch(confirmed, [event("a@x.com", 1, firstName="A", phone="1")], start=0)
+    repeats = [
+        event("a@x.com", 10, firstName="A"),
+        event("a@x.com", 11, phone="2"),
+        event("a@x.com", 12, phone="1"),  # back to the confirmed value
+    ]
+    assert sync_batch(confirmed, repeats, start=1) == set()
+
+
+def test_older_events_than_confirmed_change_nothing() -> None:
+    """An event older than the confirmed value of its attribute is ignored, even with a new value."""
+    confirmed: dict = {}
+    sync_batch(confirmed, [event("a@x.com", 100, firstName="New")], start=0)
+    assert sync_batch(confirmed, [event("a@x.com", 50, firstName="Late")], start=1) == set()
+    assert sync_batch(confirmed, [event("a@x.com", 150, firstName="Newer")], start=2) == {"a@x.com"}
+
+
+def test_ties_go_to_the_later_stream_position() -> None:
+    """Two events with the same occurred_at: the one written later wins, as in the worker."""
+    confirmed: dict = {}
+    batch = [event("a@x.com", 5, firstName="First"), event("a@x.com", 5, firstName="Second")]
+    sync_batch(confirmed, batch, start=0)
+    assert confirmed["a@x.com"]["firstName"][0] == "Second"
+
+
+def test_generated_workload_has_the_asked_shape_and_an_exact_count() -> None:
+    """generate() makes the asked number of events and repeats, and its count replays identically."""
+    workload = generate(events=2000, emails=200, seed=3)
+    assert workload.events == 2000
+    assert workload.no_op_repeats == 400
+    assert len({e.email for e in workload.phases[0]}) == 200
+    assert workload.needed[0] == 200  # every email is new in phase 1
+    assert 0 < workload.needed[1] < 200
+    assert needed_requests(workload.phases) == workload.needed
+    assert generate(events=2000, emails=200, seed=3).needed == workload.needed
+
+
+def test_workload_events_become_api_shaped_contacts() -> None:
+    """A workload event's contact has the API's shape: custom fields go into fieldValues."""
+    contact = event("a@x.com", 1, firstName="A", **{"field:6": "2008-01-20"}).contact()
+    assert contact == {
+        "email": "a@x.com",
+        "firstName": "A",
+        "fieldValues": [{"field": "6", "value": "2008-01-20"}],
+    }
+
+
+def test_table_marks_pass_fail_and_informational_rows() -> None:
+    """The table shows pass, FAIL, or '-' for a row without a target, in text and in Markdown."""
+    rows = [
+        Figure("a", "alpha", "1", "<= 2", True, {}),
+        Figure("b", "beta", "3", "<= 2", False, {}),
+        Figure("c", "gamma", "x | y", "(for scale)", None, {"n": 1}),
+    ]
+    text = format_table(rows)
+    assert "pass" in text
+    assert "FAIL" in text
+    assert text.splitlines()[1].startswith("-----")
+    markdown = format_table(rows, markdown=True)
+    assert markdown.splitlines()[1] == "|---|---|---|---|"
+    assert "x \\| y" in markdown
+    assert rows[2].as_json() == {
+        "name": "gamma", "measured": "x | y", "target": "(for scale)", "passed": None, "n": 1,
+    }  # fmt: skip
