@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import ssl
 import sys
 from functools import cached_property
 from typing import Any
@@ -12,6 +13,7 @@ import celery.apps.worker
 from celery import Celery, signals
 from celery.apps.worker import Worker as _CeleryWorker
 
+from worker._kombu_fixes import patch_redis_channel_close
 from worker.errors import ConfigError
 from worker.keys import Keys
 from worker.logging import bind_task_context, celery_setup_logging, clear_task_context
@@ -51,6 +53,8 @@ def _say_as_log(msg: str, f: Any = None) -> None:
 # Celery prints shutdown notices ("worker: Warm shutdown") with a bare print to stderr; route
 # them through logging so that every line a worker writes is a JSON object.
 celery.apps.worker.safe_say = _say_as_log
+# Without it a Redis restart can make the worker exit instead of reconnecting (see module).
+patch_redis_channel_close()
 
 
 class ContactSyncCelery(Celery):  # type: ignore[misc]
@@ -87,6 +91,11 @@ app.conf.update(
 if settings.celery_broker_url.startswith(("redis://", "rediss://", "unix://")):
     # Keep kombu's keys under our prefix too, so several deployments can share one Redis.
     app.conf.broker_transport_options = {"global_keyprefix": f"{settings.key_prefix}:kombu:"}
+if settings.celery_broker_url.startswith("rediss://"):
+    # kombu connects to a rediss:// URL without ssl_* parameters with certificate checks off
+    # (it only logs a warning). Require them, as redis-py (producers, the merge store) does
+    # by default. ssl_* parameters in the URL still take precedence.
+    app.conf.broker_use_ssl = {"ssl_cert_reqs": ssl.CERT_REQUIRED}
 
 
 @signals.setup_logging.connect

@@ -104,6 +104,10 @@ class ActiveCampaignClient:
             failure = f"timeout: {type(exc).__name__}"
         except requests.RequestException as exc:
             failure = f"transport error: {type(exc).__name__}"
+        except Exception as exc:
+            # Not a RequestException (e.g. UnicodeEncodeError from http.client): its frames'
+            # locals hold the headers, token included, so it must not leave with them either.
+            failure = f"transport error: {type(exc).__name__}"
         if failure is not None:
             raise ApiTransportError(failure)
         raise_for_status(response)

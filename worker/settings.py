@@ -240,9 +240,12 @@ class _Reader:
                 raise ConfigError("ACTIVECAMPAIGN_API_TOKEN_FILE", f"{path} is empty")
         if direct is None:
             return None
-        if any(ch.isspace() or ord(ch) < 32 for ch in direct):
+        # Printable ASCII only: http.client sends headers as latin-1, and a character outside
+        # it raised UnicodeEncodeError from inside urllib3, whose args and frames hold the token.
+        if not all(ch.isascii() and ch.isprintable() and not ch.isspace() for ch in direct):
             raise ConfigError(
-                "ACTIVECAMPAIGN_API_TOKEN", "must not contain white space or control characters"
+                "ACTIVECAMPAIGN_API_TOKEN",
+                "must be printable ASCII, without white space or control characters",
             )
         return Secret(direct)
 

@@ -139,7 +139,11 @@ class Api:
         outcome = self._store.upsert(sync, now_s=time.time())
         unknown = sum(1 for field_id, _ in sync.field_values if field_id not in KNOWN_FIELD_IDS)
         self._traffic.count_sync(created=outcome.created, unknown_field_values=unknown)
-        return Reply(201, bodies.sync_body(outcome, base_url=self._base_url))
+        return Reply(
+            201,
+            bodies.sync_body(outcome, base_url=self._base_url),
+            delay_s=self._faults.delay_after_store_s(),
+        )
 
     def _contacts(self, request: Request) -> Reply:
         email = request.query_value("email")

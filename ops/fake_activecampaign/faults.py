@@ -11,6 +11,9 @@ to null switches that fault off):
   the next N API requests (null: all) get that status. ``count`` defaults to 1.
 - ``reject_emails``: regexes (searched, case-insensitive); a sync for a matching email gets
   the documented 422.
+- ``delay_after_store_ms``: hold every successful contact/sync answer this long after the
+  contact was stored (and the request logged as 201). A client killed meanwhile has had its
+  change accepted without ever hearing so: the "crash after the API accepted" case.
 
 When several apply, the first of force_status, outage, error_rate wins: force_status is
 counted, so a test that forces N answers gets exactly N whatever else is set.
@@ -31,7 +34,15 @@ __all__ = ["DEFAULT_HANG_S", "Fault", "FaultConfigError", "Faults"]
 
 DEFAULT_HANG_S = 30.0  # longer than any sane client read timeout
 OUTAGE_MODES = ("503", "hang", "reset")
-_KEYS = {"latency_ms", "error_rate", "hang_s", "outage", "force_status", "reject_emails"}
+_KEYS = {
+    "latency_ms",
+    "error_rate",
+    "hang_s",
+    "outage",
+    "force_status",
+    "reject_emails",
+    "delay_after_store_ms",
+}
 
 
 class FaultConfigError(ValueError):
@@ -59,6 +70,7 @@ class _Settings:
     force_remaining: int | None = None  # None means "every request"
     force_retry_after: str | None = None
     reject_emails: tuple[re.Pattern[str], ...] = field(default=())
+    delay_after_store_ms: float = 0.0
 
 
 class Faults:
@@ -116,6 +128,10 @@ class Faults:
         with self._lock:
             return self._settings.hang_s
 
+    def delay_after_store_s(self) -> float:
+        with self._lock:
+            return self._settings.delay_after_store_ms / 1000.0
+
     def decide(self, now_s: float) -> Fault | None:
         """The fault for an API request that arrived at monotonic `now_s`, if any."""
         with self._lock:
@@ -165,6 +181,7 @@ class Faults:
                 "outage": outage,
                 "force_status": force,
                 "reject_emails": [pattern.pattern for pattern in s.reject_emails],
+                "delay_after_store_ms": s.delay_after_store_ms,
             }
 
 
@@ -183,6 +200,10 @@ def _apply(s: _Settings, changes: Mapping[str, Any], now_s: float) -> None:
             _apply_force_status(s, value)
         elif key == "reject_emails":
             s.reject_emails = _patterns(value)
+        elif key == "delay_after_store_ms":
+            s.delay_after_store_ms = (
+                defaults.delay_after_store_ms if value is None else _number(key, value, 0, None)
+            )
 
 
 def _apply_outage(s: _Settings, value: Any, now_s: float) -> None:

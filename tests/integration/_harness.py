@@ -34,6 +34,25 @@ def wait_until(
         time.sleep(interval_s)
 
 
+def pid_alive(pid: int) -> bool:
+    """True while ``pid`` runs; a zombie (exited, not yet reaped) counts as gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    # The state follows the command name, which is in parentheses and may hold spaces.
+    return stat.rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+
+
+def child_pids(pid: int) -> list[int]:
+    """The running children of ``pid`` (``ps --ppid``), zombies left out."""
+    listing = subprocess.run(
+        ["ps", "--ppid", str(pid), "-o", "pid=,stat="], capture_output=True, text=True, check=False
+    ).stdout
+    rows = (line.split() for line in listing.splitlines() if line.strip())
+    return [int(child) for child, stat in rows if not stat.startswith(("Z", "X"))]
+
+
 def drained(client: redis.Redis, keys: Keys) -> bool:
     """Nothing left to do: stream empty, nothing scheduled, nothing leased."""
     pipe = client.pipeline(transaction=False)
@@ -111,6 +130,35 @@ class WorkerProcess:
             os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait(5)
 
+    @property
+    def pid(self) -> int:
+        if self.process is None:
+            raise RuntimeError(f"worker {self.name} was never started")
+        return self.process.pid
+
+    def pool_pids(self) -> list[int]:
+        """The pool children of the main process that are still running."""
+        return child_pids(self.pid)
+
+    def kill_main(self, *, children_timeout_s: float = 10.0) -> list[int]:
+        """SIGKILL the main process only, as ``kill -9 PID`` or the OOM killer would.
+
+        Returns the pool children still running ``children_timeout_s`` later. Celery's prefork
+        children ask the kernel for SIGKILL when their parent dies (``PR_SET_PDEATHSIG``), so
+        the list should be empty; any survivor is killed afterwards so no test leaves one behind.
+        """
+        children = self.pool_pids()
+        os.kill(self.pid, signal.SIGKILL)
+        assert self.process is not None
+        self.process.wait(5)
+        deadline = time.monotonic() + children_timeout_s
+        while any(pid_alive(pid) for pid in children) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        survivors = [pid for pid in children if pid_alive(pid)]
+        for pid in survivors:
+            os.kill(pid, signal.SIGKILL)
+        return survivors
+
     def output(self) -> str:
         return self.log_path.read_text("utf-8", "replace")
 
@@ -121,7 +169,9 @@ class WorkerProcess:
         """
         text = self.output()
         complete = text[: text.rfind("\n") + 1]
-        return [json.loads(line) for line in complete.splitlines() if line.strip()]
+        # Split on "\n" only: str.splitlines() also breaks at U+2028, U+0085 and the like,
+        # which JSON leaves unescaped inside strings (a fuzzed field name, say).
+        return [json.loads(line) for line in complete.split("\n") if line.strip()]
 
     def events_named(self, name: str) -> list[dict[str, Any]]:
         """The log lines whose ``event`` is ``name``."""

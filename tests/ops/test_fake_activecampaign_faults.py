@@ -247,6 +247,23 @@ def test_stop_ends_hung_requests(start_emulator: StartEmulator, open_api: OpenAp
         api.get("/api/3/fields", timeout=1)
 
 
+def test_delay_after_store_holds_the_answer_after_the_contact_is_stored(
+    api: ApiSession, admin: EmulatorClient
+) -> None:
+    """delay_after_store_ms stores and logs the sync as 201, then holds the answer that long."""
+    admin.set_faults(delay_after_store_ms=500)
+
+    with pytest.raises(requests.ReadTimeout):
+        api.sync({"email": "a@example.com", "firstName": "A"}, timeout=0.2)
+
+    assert admin.contacts()["a@example.com"]["firstName"] == "A"
+    assert [entry["status"] for entry in admin.requests_log()] == [201]
+    started = time.monotonic()
+    assert api.sync({"email": "b@example.com"}).status_code == 201
+    assert time.monotonic() - started >= 0.5
+    assert admin.clear_faults()["delay_after_store_ms"] == 0
+
+
 def test_faults_snapshot_reflects_settings(admin: EmulatorClient) -> None:
     """GET /_emulator/faults reports the settings in force, merged key by key."""
     admin.set_faults(latency_ms=10)

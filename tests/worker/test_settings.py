@@ -275,6 +275,15 @@ def test_token_with_inner_white_space_is_rejected() -> None:
     assert "def-secret" not in str(caught.value)
 
 
+@pytest.mark.parametrize("token", ["tök€n-secret", "token-\x7f-secret", "token-\u00a0-secret"])
+def test_token_outside_printable_ascii_is_rejected(token: str) -> None:
+    """A token with non-ASCII or DEL characters (HTTP headers are latin-1) raises ConfigError without echoing it."""
+    with pytest.raises(ConfigError) as caught:
+        load(ACTIVECAMPAIGN_API_TOKEN=token)
+    assert caught.value.variable == "ACTIVECAMPAIGN_API_TOKEN"
+    assert "secret" not in str(caught.value)
+
+
 def test_token_never_appears_in_repr() -> None:
     """repr(settings), str(Secret) and repr(Secret) hide the token."""
     settings = load(ACTIVECAMPAIGN_URL="https://acct.api-us1.com", ACTIVECAMPAIGN_API_TOKEN=TOKEN)

@@ -280,6 +280,19 @@ def test_begin_with_a_lost_lease_is_stale(store: MergeStore) -> None:
     assert begin(store, claim).status == "send"
 
 
+def test_a_lease_token_begins_sending_only_once(store: MergeStore) -> None:
+    """A second begin_sync with the same token (a task redelivered after its pool process died mid-request) is stale; the email goes out again only under a new lease."""
+    ingest(store, event(0, firstName="A"))
+    claim = claim_one(store)
+    assert begin(store, claim).status == "send"
+    before = contact_hash(store)
+    assert begin(store, claim) == Begun("stale")
+    assert contact_hash(store) == before
+    store.redis.zadd(store.keys.leases, {EMAIL: 0})  # the lease runs out
+    _, (again,) = store.claim_due(max_leases=10, lease_s=LEASE_S)
+    assert begin(store, again).attributes == {"email": EMAIL, "firstName": "A"}
+
+
 def test_begin_sends_pending_values_and_renews_the_lease(store: MergeStore) -> None:
     """begin_sync moves pending values in flight, reports merged events, attempt 1 and the times."""
     ingest(store, event(0, firstName="A"), event(1, lastName="B"))
@@ -338,7 +351,7 @@ def test_success_moves_values_to_confirmed_with_ttl(store: MergeStore) -> None:
     assert state["c:email"] == EMAIL
     assert state["m:known"] == "1"
     assert not any(k.startswith(("p:", "f:")) for k in state)
-    for gone in ("m:lease", "m:attempt", "m:since", "m:fn"):
+    for gone in ("m:lease", "m:begun", "m:attempt", "m:since", "m:fn"):
         assert gone not in state
     assert 0 < store.redis.pttl(store.keys.contact(EMAIL)) <= TTL_S * 1000
     assert store.redis.zscore(store.keys.leases, EMAIL) is None

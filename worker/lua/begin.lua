@@ -5,16 +5,24 @@ ARGV[1] email   ARGV[2] lease token   ARGV[3] lease length (ms)   ARGV[4] confir
 
 Hash layout: p:<attr>/pt:<attr> pending value/order key, f:/ft: in flight, c:/ct: confirmed;
 m:n merged pending events, m:fn merged in-flight events, m:lease lease token, m:attempt failed attempts so far, m:since ms of the first attempt,
-m:known 1 once ActiveCampaign confirmed this contact, m:claims claims so far (claim.lua).
+m:known 1 once ActiveCampaign confirmed this contact, m:claims claims so far (claim.lua),
+m:begun the lease token that began sending (cleared by finish.lua).
 
-Guarantees: only the lease holder proceeds; the lease is renewed; pending merges into what a
-dead worker may have left in flight (newer order key wins); attributes equal to the confirmed
-value are dropped. If nothing is left the sync completes here as `unchanged`, with no request.
+Guarantees: only the lease holder proceeds, and only once per token (so a crashed attempt's
+request is never overtaken under the same lease); the lease is renewed; pending merges into
+what a dead worker may have left in flight (newer order key wins); attributes equal to the
+confirmed value are dropped. If nothing is left the sync completes here as `unchanged`, with no request.
 Returns {'stale'} | {'unchanged', merged} |
         {'send', merged, attempt, known, since_ms, now_ms, attr1, value1, ...}.
 ]]
 local key, email, token = KEYS[1], ARGV[1], ARGV[2]
-if redis.call('HGET', key, 'm:lease') ~= token then return {'stale'} end
+local lease = redis.call('HMGET', key, 'm:lease', 'm:begun')
+if lease[1] ~= token then return {'stale'} end
+-- A token that already began is a redelivered task whose first run died mid-sync (Celery
+-- requeues it at once: task_reject_on_worker_lost). That request may still be in flight at
+-- the API, so a second one now could overtake it; the email is sent again when the lease
+-- runs out (claim.lua), as after any crash.
+if lease[2] == token then return {'stale'} end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 redis.call('ZADD', KEYS[2], 'XX', now + tonumber(ARGV[3]), email)
@@ -73,6 +81,7 @@ if since == nil then
   since = now
   redis.call('HSET', key, 'm:since', now)
 end
+redis.call('HSET', key, 'm:begun', token)
 local result = {'send', merged, tonumber(h['m:attempt'] or '0') + 1, h['m:known'] or '0', since, now}
 for _, item in ipairs(send) do result[#result + 1] = item end
 return result

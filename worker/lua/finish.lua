@@ -32,7 +32,7 @@ for name, value in pairs(h) do
   end
 end
 
-redis.call('HDEL', key, 'm:lease')
+redis.call('HDEL', key, 'm:lease', 'm:begun')
 redis.call('ZREM', KEYS[2], email)
 
 if outcome == 'retry' then
