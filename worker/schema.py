@@ -280,7 +280,13 @@ def _plain_contact(contact: Mapping[str, Any]) -> dict[str, Any] | None:
             field_id, value = item["field"], item["value"]
             if type(field_id) is int:
                 number = field_id
-            elif type(field_id) is str and field_id.isascii() and field_id.isdigit():
+            elif (
+                type(field_id) is str
+                and field_id.isascii()
+                and field_id.isdigit()
+                # int() raises ValueError past 4,300 digits; 2**63 has 19. The schema decides.
+                and len(field_id) <= 19
+            ):
                 number = int(field_id)  # digits only: no white space to strip, no sign
             else:
                 return None

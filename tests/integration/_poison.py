@@ -285,6 +285,44 @@ date_events = st.builds(
     st.one_of(aware_datetimes.map(lambda d: d.isoformat()), occurred_ats),
 )
 
+# A valid event with exactly one value replaced: the shapes a fast path accepts up to the
+# last check, which is where a check that raises instead of refusing hides.
+_ONE_OFF_SLOTS: dict[str, st.SearchStrategy[Any]] = {
+    "v": st.one_of(st.sampled_from([1.0, "1", True, 2, 0]), junk),
+    "id": st.one_of(unicode_text, junk),
+    "occurred_at": occurred_ats,
+    "source": st.one_of(text_values, huge_text(200, 400)),
+    "email": emails,
+    "firstName": st.one_of(text_values, huge_text(200, 400)),
+    "field": field_ids,
+    "value": st.one_of(field_values, huge_text(16_000, 17_000)),
+}
+
+
+def one_off_contact(slot: str, value: Any) -> dict[str, Any]:
+    """A valid contact with ``slot`` (email, firstName, field or value) set to ``value``."""
+    contact: dict[str, Any] = {
+        "email": "one.off@example.com",
+        "firstName": "Ann",
+        "fieldValues": [{"field": "6", "value": "2008-01-20"}],
+    }
+    if slot in ("field", "value"):
+        contact["fieldValues"][0][slot] = value
+    else:
+        contact[slot] = value
+    return contact
+
+
+def _one_off_event(slot: str, value: Any) -> str:
+    if slot in ("v", "id", "occurred_at", "source"):
+        return _dumps(_document(one_off_contact("firstName", "Ann"), **{slot: value}))
+    return _dumps(_document(one_off_contact(slot, value)))
+
+
+one_off_events = st.sampled_from(sorted(_ONE_OFF_SLOTS)).flatmap(
+    lambda slot: _ONE_OFF_SLOTS[slot].map(lambda value: _one_off_event(slot, value))
+)
+
 # -- raw stream entries ------------------------------------------------------------------
 
 Entry = dict[Any, Any]
@@ -317,13 +355,14 @@ RAW_FAMILIES: dict[str, tuple[st.SearchStrategy[Entry], int]] = {
     ),
     # json.dumps escapes lone surrogates as \\udxxx (valid UTF-8, invalid Unicode); _dumps
     # writes them raw (invalid UTF-8 once encoded).
-    "random_json": (_event_field(json_values.map(_dumps) | json_values.map(json.dumps)), 1_500),
+    "random_json": (_event_field(json_values.map(_dumps) | json_values.map(json.dumps)), 1_300),
     "deep_nesting": (_event_field(deep_nesting), 500),
     "huge_strings": (_event_field(huge_events), 500),
-    "emails": (_event_field(email_events), 1_500),
-    "dates": (_event_field(date_events), 1_200),
-    "junk_in_valid_looking": (_event_field(near_events), 2_000),
-    "valid": (_event_field(valid_events), 900),
+    "emails": (_event_field(email_events), 1_300),
+    "dates": (_event_field(date_events), 1_000),
+    "junk_in_valid_looking": (_event_field(near_events), 1_200),
+    "one_value_off": (_event_field(one_off_events), 1_500),
+    "valid": (_event_field(valid_events), 800),
 }
 
 
@@ -397,7 +436,7 @@ producer_fields = st.one_of(
 )
 
 
-producer_calls = st.fixed_dictionaries(
+_random_calls = st.fixed_dictionaries(
     {"email": st.one_of(emails, anything)},
     optional={
         "first_name": st.one_of(text_values, anything, huge_text(200, 400)),
@@ -408,7 +447,38 @@ producer_calls = st.fixed_dictionaries(
         "source": st.one_of(st.text(max_size=300), with_surrogates, anything),
     },
 )
+_PRODUCER_ONE_OFF: dict[str, st.SearchStrategy[Any]] = {
+    "email": st.one_of(emails, anything),
+    "first_name": st.one_of(text_values, anything, huge_text(200, 400)),
+    "fields": producer_fields,
+    "field": st.one_of(field_ids, anything).filter(_hashable),
+    "value": producer_field_values,
+    "occurred_at": st.one_of(aware_datetimes, anything),
+    "source": st.one_of(st.text(max_size=300), with_surrogates, anything),
+}
+
+
+def _one_off_call(slot: str, value: Any) -> dict[str, Any]:
+    call: dict[str, Any] = {"email": "one.off@example.com", "first_name": "Ann", "fields": {6: "x"}}
+    if slot == "field":
+        call["fields"] = {value: "x"}
+    elif slot == "value":
+        call["fields"] = {6: value}
+    else:
+        call[slot] = value
+    return call
+
+
+producer_calls = st.one_of(
+    _random_calls,
+    st.sampled_from(sorted(_PRODUCER_ONE_OFF)).flatmap(
+        lambda slot: _PRODUCER_ONE_OFF[slot].map(lambda value: _one_off_call(slot, value))
+    ),
+)
 producer_contacts = st.one_of(
+    st.sampled_from(["email", "firstName", "field", "value"]).flatmap(
+        lambda slot: _ONE_OFF_SLOTS[slot].map(lambda value: one_off_contact(slot, value))
+    ),
     st.fixed_dictionaries(
         {"email": st.one_of(emails, anything)},
         optional={

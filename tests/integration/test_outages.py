@@ -133,7 +133,8 @@ def test_api_outage_then_hang_recovers_with_growing_jittered_backoff(
     audit = RequestAudit.of(emulator_admin.requests_log())
     print(
         f"\noutage: {len(events)} events, {len(expected)} emails, {len(requests)} requests "
-        f"({dict(statuses)}), duplicates {audit.duplicates} (resending {audit.resending}), recovery {recovery_s:.1f}s, "
+        f"({dict(statuses)}), duplicates {audit.duplicates} (resending {audit.resending}), "
+        f"recovery {recovery_s:.1f}s, "
         f"mean delay by attempt {json.dumps({a: round(m, 2) for a, m in sorted(means.items())})}"
     )
 
@@ -191,7 +192,10 @@ def _check_nothing_left_early(
     in_flight = 0
     margins = []
     for hit in limited:
-        pause = next(p for p in audit.pauses if p.email == hit["email"] and p.time_s >= hit["t"])
+        pause = next(
+            (p for p in audit.pauses if p.email == hit["email"] and p.time_s >= hit["t"]), None
+        )
+        assert pause is not None, f"no pause after the 429 at {hit}"
         window_end = pause.time_s + pause.pause_ms / 1000
         for request in requests:
             if request is hit or not hit["t"] < request["t"] < window_end:
