@@ -10,6 +10,7 @@ from typing import Any
 from fake_activecampaign import EmulatorClient
 from producers import ContactSyncProducer
 from tests.integration._harness import WorkerPool, drained, wait_until
+from tests.integration._lww import stored_state
 from worker.keys import Keys
 
 T0 = dt.datetime(2026, 11, 29, 12, 0, tzinfo=dt.UTC)
@@ -48,21 +49,6 @@ def _expected(events: list[dict[str, Any]]) -> dict[str, dict[str, str]]:
     }
 
 
-def _stored(admin: EmulatorClient) -> dict[str, dict[str, str]]:
-    result: dict[str, dict[str, str]] = {}
-    for email, contact in admin.contacts().items():
-        values = {
-            name: contact[name]
-            for name in ("firstName", "lastName", "phone")
-            if contact.get(name) not in (None, "")
-        }
-        values.update(
-            {f"field:{field}": value for field, value in contact.get("fieldValues", {}).items()}
-        )
-        result[email] = values
-    return result
-
-
 def _send(producer: ContactSyncProducer, events: list[dict[str, Any]], threads: int = 3) -> None:
     chunks = [events[n::threads] for n in range(threads)]
 
@@ -99,7 +85,7 @@ def test_thousand_shuffled_events_merge_into_one_request_per_email(
         timeout_s=60,
         message="all contacts synced",
     )
-    assert _stored(emulator_admin) == expected
+    assert stored_state(emulator_admin) == expected
     stats = emulator_admin.stats()
     assert stats["by_path"].get("/api/3/contact/sync", 0) == len(expected)
     assert stats["max_in_flight_per_email"] <= 1
