@@ -16,11 +16,11 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from importlib import resources
 from typing import Any
 
 import redis
 
+from worker._lua import load_script
 from worker.keys import Keys
 
 __all__ = ["Acquired", "RateLimiter", "window_for"]
@@ -55,8 +55,8 @@ class RateLimiter:
         self.limit, self.window_ms = window_for(rate_per_s, margin_ms=margin_ms)
         self._sleep = sleep
         self._monotonic = monotonic
-        self._take = _script(client, "ratelimit")
-        self._pause = _script(client, "pause")
+        self._take = load_script(client, "ratelimit")
+        self._pause = load_script(client, "pause")
 
     def try_acquire(self) -> float:
         """Take a slot now if one is free. Returns 0.0 on success, else seconds to wait."""
@@ -92,8 +92,3 @@ class RateLimiter:
             return 0.0
         now_ms = seconds * 1000 + micros // 1000
         return max(0.0, (int(until) - int(now_ms)) / 1000.0)
-
-
-def _script(client: redis.Redis, name: str) -> Any:
-    source = resources.files("worker").joinpath("lua", f"{name}.lua").read_text("utf-8")
-    return client.register_script(source)

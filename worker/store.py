@@ -9,11 +9,11 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from importlib import resources
 from typing import Any, Literal
 
 import redis
 
+from worker._lua import load_script
 from worker.keys import CONSUMER_GROUP, Keys
 from worker.schema import ContactEvent
 
@@ -68,11 +68,6 @@ class Begun:
     attributes: dict[str, str] = field(default_factory=dict)
 
 
-def _load_script(client: redis.Redis, name: str) -> Any:
-    source = resources.files("worker").joinpath("lua", f"{name}.lua").read_text("utf-8")
-    return client.register_script(source)
-
-
 class MergeStore:
     """All of contact-sync's Redis state behind a handful of atomic operations."""
 
@@ -82,10 +77,10 @@ class MergeStore:
     def __init__(self, client: redis.Redis, keys: Keys) -> None:
         self.redis: Any = client  # redis-py types replies as Awaitable | Any
         self.keys = keys
-        self._ingest = _load_script(client, "ingest")
-        self._claim = _load_script(client, "claim")
-        self._begin = _load_script(client, "begin")
-        self._finish = _load_script(client, "finish")
+        self._ingest = load_script(client, "ingest")
+        self._claim = load_script(client, "claim")
+        self._begin = load_script(client, "begin")
+        self._finish = load_script(client, "finish")
 
     # -- the events stream -------------------------------------------------------------
 
