@@ -8,14 +8,23 @@ from typing import Any
 
 import redis
 
-__all__ = ["load_script"]
+__all__ = ["load_script", "script_source"]
+
+# Scripts that read or write contact hashes get the layout's shared definitions in front:
+# Redis scripts cannot import one another.
+_WITH_LAYOUT = frozenset({"ingest", "begin", "finish", "migrate"})
 
 
 @cache
-def _source(name: str) -> str:
+def _file(name: str) -> str:
     return resources.files("worker").joinpath("lua", f"{name}.lua").read_text("utf-8")
+
+
+def script_source(name: str) -> str:
+    """The source Redis runs for ``worker/lua/<name>.lua`` (its SHA1 is the EVALSHA id)."""
+    return f"{_file('_layout')}\n{_file(name)}" if name in _WITH_LAYOUT else _file(name)
 
 
 def load_script(client: redis.Redis, name: str) -> Any:
     """``worker/lua/<name>.lua`` registered on ``client`` (run by SHA, loaded on first use)."""
-    return client.register_script(_source(name))
+    return client.register_script(script_source(name))

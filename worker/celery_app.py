@@ -10,13 +10,19 @@ from functools import cached_property
 from typing import Any
 
 import celery.apps.worker
+import redis
 from celery import Celery, signals
 from celery.apps.worker import Worker as _CeleryWorker
 
 from worker._kombu_fixes import patch_redis_channel_close
 from worker.errors import ConfigError
 from worker.keys import Keys
-from worker.logging import bind_task_context, celery_setup_logging, clear_task_context
+from worker.logging import (
+    bind_task_context,
+    celery_setup_logging,
+    clear_task_context,
+    get_logger,
+)
 from worker.settings import Settings
 
 __all__ = ["app", "settings"]
@@ -117,6 +123,25 @@ def _require_api_settings(**_: Any) -> None:
     except ConfigError as exc:
         print(f"contact-sync: configuration error: {exc}", file=sys.stderr, flush=True)
         raise SystemExit(1) from None
+
+
+@signals.worker_init.connect
+def _migrate_layout(**_: Any) -> None:
+    """Convert an older contact hash layout before this worker takes tasks (the pump checks too)."""
+    from worker.runtime import redis_client
+    from worker.store import MergeStore
+
+    log = get_logger("contact_sync.worker")
+    client = redis_client(settings)
+    try:
+        migrated = MergeStore(client, Keys(settings.key_prefix)).migrate_layout()
+    except redis.RedisError as exc:
+        log.warning("store.layout_check_failed", error=type(exc).__name__, retry="next pump run")
+        return
+    finally:
+        client.close()
+    if migrated is not None:
+        log.info("store.layout_checked", migrated=migrated)
 
 
 @signals.task_prerun.connect

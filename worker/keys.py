@@ -43,6 +43,16 @@ class Keys:
         return f"{self.prefix}:stats"
 
     @property
+    def claims(self) -> str:
+        """STRING counting every claim ever made; part of each lease token, so none repeats."""
+        return f"{self.prefix}:claims"
+
+    @property
+    def layout(self) -> str:
+        """STRING: the contact hash layout the hashes are in (see MergeStore.migrate_layout)."""
+        return f"{self.prefix}:layout"
+
+    @property
     def metrics(self) -> str:
         """HASH of what only the metrics exporter reads: API latency histogram, limiter wait."""
         return f"{self.prefix}:metrics"

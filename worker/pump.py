@@ -71,6 +71,7 @@ class PumpReport:
     reclaimed: int = 0
     expired_leases: int = 0
     claimed: int = 0
+    migrated: int = 0  # contact hashes converted from an older layout
 
     def as_dict(self) -> dict[str, int]:
         return {name: getattr(self, name) for name in self.__slots__}
@@ -136,6 +137,7 @@ class Pump:
         """Cycle until ``window_s`` has passed or the lock is lost."""
         report = PumpReport()
         self.store.ensure_group()
+        report.migrated = self.store.migrate_layout() or 0
         deadline = self._monotonic() + window_s
         while self._monotonic() < deadline:
             self.cycle(report)

@@ -7,7 +7,7 @@ number of workers. Times in Redis are the Redis server's clock, never a worker's
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -16,22 +16,14 @@ import redis
 from worker._lua import load_script
 from worker.keys import CONSUMER_GROUP, Keys
 from worker.schema import ContactEvent
+from worker.stamp import stamp
 
-__all__ = ["Begun", "Claim", "IngestResult", "InvalidEntry", "MergeStore", "order_key"]
+__all__ = ["Begun", "Claim", "IngestResult", "InvalidEntry", "MergeStore"]
 
 Outcome = Literal["success", "retry", "dead"]
 
-
-def order_key(occurred_at_us: int, entry_id: str) -> str:
-    """Sortable last-write-wins key: occurred_at first, then the stream position.
-
-    Fixed-width digits make string comparison (what Lua does) match numeric order.
-    Times outside 1970..2286 are clamped: a sign or a 17th digit would break the width and
-    sort them backwards; clamped ones tie and fall back to the stream position.
-    """
-    millis, _, seq = entry_id.partition("-")
-    occurred_at_us = min(max(occurred_at_us, 0), 10**16 - 1)
-    return f"{occurred_at_us:016d}{int(millis):013d}{int(seq or 0):010d}"
+# The contact hash layout (worker/lua/_layout.lua); {prefix}:layout holds the current one.
+LAYOUT_VERSION = "2"
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +73,7 @@ class MergeStore:
         self._claim = load_script(client, "claim")
         self._begin = load_script(client, "begin")
         self._finish = load_script(client, "finish")
+        self._migrate = load_script(client, "migrate")
 
     # -- the events stream -------------------------------------------------------------
 
@@ -161,15 +154,14 @@ class MergeStore:
         args: list[Any] = [CONSUMER_GROUP, int(debounce_s * 1000), len(events)]
         for entry_id, event in events:
             index = contact_keys.setdefault(event.email, len(base) + len(contact_keys) + 1)
-            attributes = {"email": event.email, **event.attributes}
             args += [
                 entry_id,
                 index,
                 event.email,
-                order_key(event.occurred_at_us, entry_id),
-                len(attributes),
+                stamp(event.occurred_at_us, entry_id),
+                len(event.attributes),
             ]
-            for name, value in attributes.items():
+            for name, value in event.attributes.items():
                 args += [name, value]
         args.append(len(invalid))
         for entry in invalid:
@@ -188,7 +180,7 @@ class MergeStore:
     def claim_due(self, *, max_leases: int, lease_s: float) -> tuple[int, list[Claim]]:
         """Lease due emails while fewer than ``max_leases`` exist. Returns (expired, claims)."""
         reply = self._claim(
-            keys=[self.keys.due, self.keys.leases],
+            keys=[self.keys.due, self.keys.leases, self.keys.claims],
             args=[self.keys.contact(""), max_leases, int(lease_s * 1000)],
         )
         expired, flat = int(reply[0]), [_text(item) for item in reply[1:]]
@@ -256,8 +248,44 @@ class MergeStore:
         )
         return _text(reply)
 
+    # -- the hash layout ------------------------------------------------------------------
+
+    def migrate_layout(self, *, batch: int = 500) -> int | None:
+        """Convert contact hashes written by an older layout. Returns how many, or None if current.
+
+        Idempotent and atomic per hash, so workers starting together may all run it. Workers
+        of the older version must be stopped first: they would keep writing the old layout.
+        """
+        if _text(self.redis.get(self.keys.layout) or "") == LAYOUT_VERSION:
+            return None
+        converted = 0
+        names = self.redis.scan_iter(match=_escape_glob(self.keys.contact("")) + "*", count=batch)
+        for chunk in _chunks(names, batch):
+            pipe = self.redis.pipeline(transaction=False)
+            for name in chunk:
+                self._migrate(keys=[name], client=pipe)
+            converted += sum(1 for values in pipe.execute() if int(values) > 0)
+        self.redis.set(self.keys.layout, LAYOUT_VERSION)
+        return converted
+
     def incr_stat(self, name: str, amount: int = 1) -> None:
         self.redis.hincrby(self.keys.stats, name, amount)
+
+
+def _chunks(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
+    chunk: list[Any] = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def _escape_glob(text: str) -> str:
+    """``text`` as a SCAN MATCH pattern that matches it literally (glob characters escaped)."""
+    return "".join("\\" + char if char in "*?[]\\" else char for char in text)
 
 
 def _text(value: bytes | str) -> str:

@@ -89,6 +89,7 @@ def pump(self: Task) -> dict[str, Any]:
         or report.claimed
         or report.reclaimed
         or report.expired_leases
+        or report.migrated
     ):
         log.info("pump.report", **summary)
     return summary

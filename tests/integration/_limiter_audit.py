@@ -11,17 +11,17 @@ from __future__ import annotations
 import hashlib
 import threading
 from dataclasses import dataclass, field
-from importlib import resources
 from typing import Any
 
 import redis
 
+from worker._lua import script_source
 from worker.keys import Keys
 
 
 def _sha(script: str) -> str:
-    source = resources.files("worker").joinpath("lua", f"{script}.lua").read_text("utf-8")
     # The id Redis and redis-py's register_script give the script (EVALSHA).
+    source = script_source(script)
     return hashlib.sha1(source.encode("utf-8"), usedforsecurity=False).hexdigest()
 
 

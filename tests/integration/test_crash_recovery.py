@@ -26,6 +26,7 @@ from celery import Celery
 
 from fake_activecampaign import EmulatorClient, FakeActiveCampaign
 from producers import ContactSyncProducer
+from tests._layout import readable_contact
 from tests.integration._harness import TOKEN, WorkerPool, WorkerProcess, drained, wait_until
 from tests.integration._lww import (
     SYNC_PATH,
@@ -344,7 +345,7 @@ def test_crash_after_the_api_accepted_sends_again_and_ends_exact(
     killed_at = time.monotonic()
     emulator_admin.clear_faults()
     # Accepted by the API, yet still in flight in Redis: finish_sync never ran.
-    contact = {k.decode(): v.decode() for k, v in redis_conn.hgetall(keys.contact(email)).items()}
+    contact = readable_contact(redis_conn.hgetall(keys.contact(email)), email)
     assert contact.get("f:firstName") == value
     assert contact.get("m:lease") == victim.lease
     assert emulator_admin.contacts()[email]["firstName"] == value

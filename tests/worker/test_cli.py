@@ -18,8 +18,8 @@ import redis
 from tests._redis_server import free_port
 from worker.cli import main
 from worker.schema import decode_event
+from worker.stamp import order_key
 from worker.status import Status
-from worker.store import order_key
 
 EMAIL = "jon@example.com"
 TOKEN = "ac-token-never-print-me"

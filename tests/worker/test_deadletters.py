@@ -11,7 +11,7 @@ import redis
 from worker.deadletters import DeadLetter, DeadLetters
 from worker.keys import Keys
 from worker.schema import decode_event
-from worker.store import order_key
+from worker.stamp import order_key
 
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 T1 = dt.datetime(2026, 11, 29, 13, 0, 0, 123456, tzinfo=dt.UTC)

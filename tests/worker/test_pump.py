@@ -134,6 +134,7 @@ def test_cycle_ingests_claims_and_reports(store: MergeStore, recorder: Recorder)
         "reclaimed": 0,
         "expired_leases": 0,
         "claimed": 2,
+        "migrated": 0,
     }
     assert sorted(claim.email for claim in recorder.claims) == ["a@example.com", "b@example.com"]
     assert len(recorder.invalid) == 2
@@ -250,3 +251,19 @@ def test_pump_lock_is_exclusive_and_token_guarded(
     first.release()
     assert redis_client.get(key) is None
     assert second.acquire() is True
+
+
+def test_run_converts_an_older_hash_layout_first(
+    store: MergeStore, recorder: Recorder, redis_client: redis.Redis
+) -> None:
+    """A pump window starts by converting layout-1 contact hashes, then merges as usual."""
+    redis_client.hset(
+        store.keys.contact("a@example.com"),
+        mapping={"p:email": "a@example.com", "pt:email": "1" * 39, "m:n": "1"},
+    )
+    lock = PumpLock(redis_client, store.keys.pump_lock, ttl_s=10)
+    assert lock.acquire()
+    report = make_pump(store, recorder).run(lock, window_s=0)
+    assert report.migrated == 1
+    assert sorted(redis_client.hkeys(store.keys.contact("a@example.com"))) == [b"m:n", b"p:e"]
+    assert make_pump(store, recorder).run(lock, window_s=0).migrated == 0

@@ -5,18 +5,20 @@ from __future__ import annotations
 import datetime as dt
 import itertools
 import json
-from importlib import resources
 from typing import Any
 
 import pytest
 import redis
-from hypothesis import given
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests._layout import readable_contact, stamps
+from worker._lua import load_script, script_source
 from worker.keys import CONSUMER_GROUP, Keys
 from worker.pump import decode_entry
 from worker.schema import ContactEvent, decode_event, encode_event
-from worker.store import Begun, Claim, IngestResult, InvalidEntry, MergeStore, order_key
+from worker.stamp import Order, order_key, parse_stamp, stamp
+from worker.store import Begun, Claim, IngestResult, InvalidEntry, MergeStore
 
 EMAIL = "jon@example.com"
 T0 = dt.datetime(2026, 11, 29, 13, 0, 0, tzinfo=dt.UTC)
@@ -57,8 +59,7 @@ def redis_now_ms(client: redis.Redis) -> int:
 
 
 def contact_hash(store: MergeStore, email: str = EMAIL) -> dict[str, str]:
-    raw = store.redis.hgetall(store.keys.contact(email))
-    return {k.decode(): v.decode() for k, v in raw.items()}
+    return readable_contact(store.redis.hgetall(store.keys.contact(email)), email)
 
 
 def claim_one(store: MergeStore, email: str = EMAIL) -> Claim:
@@ -150,6 +151,30 @@ def test_email_only_event_schedules_a_sync(store: MergeStore) -> None:
     assert begun.attributes == {"email": EMAIL}
 
 
+def test_email_only_event_for_a_known_contact_changes_nothing(store: MergeStore) -> None:
+    """Once ActiveCampaign has the contact, an event with only its email is stale: no sync."""
+    ingest(store, event(0, firstName="A"))
+    sync_successfully(store)
+    assert ingest(store, event(5)) == IngestResult(merged=0, stale=1)
+    assert due_score(store) is None
+    assert ingest(store, event(6, firstName="A")).merged == 1
+    assert begin(store, claim_one(store)) == Begun("unchanged", merged_events=1)
+
+
+def test_values_keep_the_stamp_of_their_event(store: MergeStore) -> None:
+    """Each stored value carries its event's occurred_at and stream position, in every state."""
+    ingest(store, event(1, firstName="A"), entry_id="1764421200001-7")
+    occurred = int((T0 + dt.timedelta(seconds=1)).timestamp() * 1_000_000)
+    raw = store.redis.hgetall(store.keys.contact(EMAIL))
+    assert stamps(raw) == {
+        "p:email": Order(occurred, 1764421200001, 7),
+        "p:firstName": Order(occurred, 1764421200001, 7),
+    }
+    sync_successfully(store)
+    raw = store.redis.hgetall(store.keys.contact(EMAIL))
+    assert stamps(raw) == {"c:firstName": Order(occurred, 1764421200001, 7)}
+
+
 def test_first_change_is_due_after_the_debounce(store: MergeStore) -> None:
     """The first change to an idle email is due debounce_s later, by the Redis clock."""
     before = redis_now_ms(store.redis)
@@ -224,6 +249,7 @@ def test_claim_due_respects_max_leases(store: MergeStore) -> None:
     assert expired == 0
     assert len(claims) == 2
     assert store.claim_due(max_leases=2, lease_s=LEASE_S) == (0, [])
+    begin(store, claims[0])
     finish(store, claims[0])
     _, more = store.claim_due(max_leases=2, lease_s=LEASE_S)
     assert [claim.email for claim in more] == sorted(set(emails) - {c.email for c in claims})
@@ -251,9 +277,8 @@ def test_expired_leases_return_to_due(store: MergeStore) -> None:
 def test_lease_tokens_are_unique_even_within_one_millisecond(store: MergeStore) -> None:
     """An email whose lease expires and is claimed again in the same millisecond gets a new token."""
     ingest(store, event(0, firstName="A"))
-    source = resources.files("worker").joinpath("lua", "claim.lua").read_text("utf-8")
-    claim_script = store.redis.register_script(source)
-    keys = [store.keys.due, store.keys.leases]
+    claim_script = load_script(store.redis, "claim")
+    keys = [store.keys.due, store.keys.leases, store.keys.claims]
     args = [store.keys.contact(""), 10, int(LEASE_S * 1000)]
     # One transaction: claim, let the lease run out, claim again, all within microseconds.
     pipe = store.redis.pipeline(transaction=True)
@@ -348,7 +373,7 @@ def test_success_moves_values_to_confirmed_with_ttl(store: MergeStore) -> None:
     sync_successfully(store)
     state = contact_hash(store)
     assert state["c:firstName"] == "A"
-    assert state["c:email"] == EMAIL
+    assert "c:email" not in state  # the key holds it; m:known says ActiveCampaign has it
     assert state["m:known"] == "1"
     assert not any(k.startswith(("p:", "f:")) for k in state)
     for gone in ("m:lease", "m:begun", "m:attempt", "m:since", "m:fn"):
@@ -436,7 +461,10 @@ def test_first_attempt_time_survives_retries(store: MergeStore) -> None:
 
 def test_dead_writes_a_dead_letter_with_attributes_and_reason(store: MergeStore) -> None:
     """finish_sync dead writes a dead letter with the in-flight attributes, reason, status and errors."""
-    ingest(store, event(0, firstName="A", fieldValues=[{"field": 6, "value": "x"}]))
+    entry_id = next_entry_id()
+    ingest(
+        store, event(0, firstName="A", fieldValues=[{"field": 6, "value": "x"}]), entry_id=entry_id
+    )
     claim = claim_one(store)
     begin(store, claim)
     result = finish(
@@ -456,6 +484,8 @@ def test_dead_writes_a_dead_letter_with_attributes_and_reason(store: MergeStore)
         "firstName": "A",
         "field:6": "x",
     }
+    occurred = int(T0.timestamp() * 1_000_000)
+    assert {key for _, key in attributes.values()} == {order_key(occurred, entry_id)}
     state = contact_hash(store)
     assert not any(k.startswith(("p:", "f:", "c:")) for k in state)
     assert due_score(store) is None
@@ -506,9 +536,9 @@ def test_dead_worker_in_flight_values_merge_into_the_next_begin(store: MergeStor
     assert begun.merged_events == 2
 
 
-MAX_US = 10**16 - 1
+MAX_US = 2**53 - 1
 MAX_MS = 10**13 - 1
-MAX_SEQ = 10**10 - 1
+MAX_SEQ = 2**32 - 1
 
 
 @given(
@@ -519,15 +549,18 @@ MAX_SEQ = 10**10 - 1
     seq1=st.integers(0, MAX_SEQ),
     seq2=st.integers(0, MAX_SEQ),
 )
-def test_order_key_sorts_like_its_parts(
+def test_stamps_and_order_keys_sort_like_their_parts(
     a: int, b: int, ms1: int, ms2: int, seq1: int, seq2: int
 ) -> None:
-    """order_key(a, id1) < order_key(b, id2) exactly when (a, ms1, seq1) < (b, ms2, seq2)."""
-    first = order_key(a, f"{ms1}-{seq1}")
-    second = order_key(b, f"{ms2}-{seq2}")
-    assert len(first) == len(second) == 39
+    """stamp(a, id1) < stamp(b, id2) as bytes exactly when (a, ms1, seq1) < (b, ms2, seq2)."""
+    first, second = stamp(a, f"{ms1}-{seq1}"), stamp(b, f"{ms2}-{seq2}")
+    assert len(first) == len(second) == 17
     assert (first < second) == ((a, ms1, seq1) < (b, ms2, seq2))
     assert (first == second) == ((a, ms1, seq1) == (b, ms2, seq2))
+    assert parse_stamp(first) == Order(a, ms1, seq1)
+    keys = order_key(a, f"{ms1}-{seq1}"), order_key(b, f"{ms2}-{seq2}")
+    assert len(keys[0]) == len(keys[1]) == 39
+    assert (keys[0] < keys[1]) == (first < second)
 
 
 @given(
@@ -535,16 +568,34 @@ def test_order_key_sorts_like_its_parts(
     b=st.integers(-(10**18), 10**18),
     ms=st.integers(0, MAX_MS),
 )
-def test_order_key_never_inverts_out_of_range_times(a: int, b: int, ms: int) -> None:
-    """Times before 1970 or after 2286 keep the key fixed-width and never sort backwards."""
-    first, second = order_key(a, f"{ms}-0"), order_key(b, f"{ms}-1")
-    assert len(first) == len(second) == 39
+def test_stamps_never_invert_out_of_range_times(a: int, b: int, ms: int) -> None:
+    """Times before 1970 or after 2255 are clamped: they tie and never sort backwards."""
+    first, second = stamp(a, f"{ms}-0"), stamp(b, f"{ms}-1")
+    assert len(first) == len(second) == 17
     if a < b:
         assert first < second
     if a > b:
-        assert first > second or first[:16] == second[:16]
+        assert first > second or first[:7] == second[:7]
 
 
-def test_order_key_of_an_id_without_sequence() -> None:
+def test_stamp_of_an_id_without_sequence() -> None:
     """A stream id without a sequence part counts as sequence 0."""
-    assert order_key(5, "1764421200000") == order_key(5, "1764421200000-0")
+    assert stamp(5, "1764421200000") == stamp(5, "1764421200000-0")
+
+
+_LUA_ORDER = (
+    script_source("_layout") + "\nreturn {later(ARGV[1], ARGV[2]) and 1 or 0, order_key(ARGV[1])}"
+)
+_parts = st.tuples(st.integers(0, MAX_US), st.integers(0, MAX_MS), st.integers(0, MAX_SEQ))
+
+
+@settings(suppress_health_check=[HealthCheck.function_scoped_fixture])  # one client for all
+@given(first=_parts, second=_parts | st.just((0, 0, 0)))
+def test_lua_orders_stamps_like_python(
+    redis_client: redis.Redis, first: tuple[int, int, int], second: tuple[int, int, int]
+) -> None:
+    """_layout.lua's later() and order_key() agree with the byte order and worker.stamp."""
+    a, b = stamp(first[0], f"{first[1]}-{first[2]}"), stamp(second[0], f"{second[1]}-{second[2]}")
+    later, key = redis_client.eval(_LUA_ORDER, 0, a, b)
+    assert later == (1 if a > b else 0)
+    assert key.decode() == order_key(first[0], f"{first[1]}-{first[2]}")

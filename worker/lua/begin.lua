@@ -3,15 +3,17 @@
 KEYS[1] contact HASH   KEYS[2] leases ZSET   KEYS[3] due ZSET   KEYS[4] stats HASH
 ARGV[1] email   ARGV[2] lease token   ARGV[3] lease length (ms)   ARGV[4] confirmed TTL (ms, 0 = keep)
 
-Hash layout: p:<attr>/pt:<attr> pending value/order key, f:/ft: in flight, c:/ct: confirmed;
-m:n merged pending events, m:fn merged in-flight events, m:lease lease token, m:attempt failed attempts so far, m:since ms of the first attempt,
-m:known 1 once ActiveCampaign confirmed this contact, m:claims claims so far (claim.lua),
-m:begun the lease token that began sending (cleared by finish.lua).
+Hash layout (values and stamps: _layout.lua): p:<code> pending, f:<code> in flight,
+c:<code> confirmed; m:n merged pending events, m:fn merged in-flight events, m:lease lease
+token, m:attempt failed attempts so far, m:since ms of the first attempt, m:known 1 once
+ActiveCampaign confirmed this contact, m:begun the lease token that began sending (cleared
+by finish.lua).
 
 Guarantees: only the lease holder proceeds, and only once per token (so a crashed attempt's
 request is never overtaken under the same lease); the lease is renewed; pending merges into
-what a dead worker may have left in flight (newer order key wins); attributes equal to the
-confirmed value are dropped. If nothing is left the sync completes here as `unchanged`, with no request.
+what a dead worker may have left in flight (the later stamp wins); attributes equal to the
+confirmed value are dropped, and so is the email of a known contact. If nothing is left the
+sync completes here as `unchanged`, with no request.
 Returns {'stale'} | {'unchanged', merged} |
         {'send', merged, attempt, known, since_ms, now_ms, attr1, value1, ...}.
 ]]
@@ -33,36 +35,39 @@ for n = 1, #fields, 2 do h[fields[n]] = fields[n + 1] end
 
 -- Collect first: adding keys to a Lua table while pairs() walks it is undefined behaviour.
 local pending = {}
-for name, value in pairs(h) do
-  if string.sub(name, 1, 2) == 'p:' then pending[#pending + 1] = {string.sub(name, 3), value} end
+for name, stored in pairs(h) do
+  if string.sub(name, 1, 2) == 'p:' then pending[#pending + 1] = {string.sub(name, 3), stored} end
 end
 for _, item in ipairs(pending) do
-  local attr, value = item[1], item[2]
-  local order = h['pt:' .. attr]
-  local current = h['ft:' .. attr]
-  if current == nil or order > current then
-    h['f:' .. attr], h['ft:' .. attr] = value, order
-    redis.call('HSET', key, 'f:' .. attr, value, 'ft:' .. attr, order)
+  local code, stored = item[1], item[2]
+  local current = h['f:' .. code]
+  if current == nil or later(stamp_of(stored), stamp_of(current)) then
+    h['f:' .. code] = stored
+    redis.call('HSET', key, 'f:' .. code, stored)
   end
-  redis.call('HDEL', key, 'p:' .. attr, 'pt:' .. attr)
+  redis.call('HDEL', key, 'p:' .. code)
 end
 local merged = tonumber(h['m:fn'] or '0') + tonumber(h['m:n'] or '0')
 redis.call('HSET', key, 'm:fn', merged)
 redis.call('HDEL', key, 'm:n')
 
+local known = h['m:known'] or '0'
 local send = {}
-for name, value in pairs(h) do
+for name, stored in pairs(h) do
   if string.sub(name, 1, 2) == 'f:' then
-    local attr = string.sub(name, 3)
-    if h['c:' .. attr] == value then
-      -- Already confirmed: remember the newer stamp so older events stay ignored.
-      if h['ct:' .. attr] == nil or h['ft:' .. attr] > h['ct:' .. attr] then
-        redis.call('HSET', key, 'ct:' .. attr, h['ft:' .. attr])
+    local code = string.sub(name, 3)
+    local confirmed = h['c:' .. code]
+    if code == 'e' and known == '1' then
+      redis.call('HDEL', key, name)
+    elseif confirmed and value_of(confirmed) == value_of(stored) then
+      -- Already confirmed: keep the later stamp so older events stay ignored.
+      if later(stamp_of(stored), stamp_of(confirmed)) then
+        redis.call('HSET', key, 'c:' .. code, stored)
       end
-      redis.call('HDEL', key, name, 'ft:' .. attr)
+      redis.call('HDEL', key, name)
     else
-      send[#send + 1] = attr
-      send[#send + 1] = value
+      send[#send + 1] = attribute_name(code)
+      send[#send + 1] = code == 'e' and email or value_of(stored)
     end
   end
 end
@@ -82,6 +87,6 @@ if since == nil then
   redis.call('HSET', key, 'm:since', now)
 end
 redis.call('HSET', key, 'm:begun', token)
-local result = {'send', merged, tonumber(h['m:attempt'] or '0') + 1, h['m:known'] or '0', since, now}
+local result = {'send', merged, tonumber(h['m:attempt'] or '0') + 1, known, since, now}
 for _, item in ipairs(send) do result[#result + 1] = item end
 return result

@@ -24,11 +24,10 @@ local h = {}
 for n = 1, #fields, 2 do h[fields[n]] = fields[n + 1] end
 
 local inflight = {}
-for name, value in pairs(h) do
+for name, stored in pairs(h) do
   if string.sub(name, 1, 2) == 'f:' then
-    local attr = string.sub(name, 3)
-    inflight[attr] = {value, h['ft:' .. attr]}
-    redis.call('HDEL', key, name, 'ft:' .. attr)
+    inflight[string.sub(name, 3)] = stored
+    redis.call('HDEL', key, name)
   end
 end
 
@@ -36,10 +35,10 @@ redis.call('HDEL', key, 'm:lease', 'm:begun')
 redis.call('ZREM', KEYS[2], email)
 
 if outcome == 'retry' then
-  for attr, item in pairs(inflight) do
-    local pending = h['pt:' .. attr]
-    if pending == nil or item[2] > pending then
-      redis.call('HSET', key, 'p:' .. attr, item[1], 'pt:' .. attr, item[2])
+  for code, stored in pairs(inflight) do
+    local pending = h['p:' .. code]
+    if pending == nil or later(stamp_of(stored), stamp_of(pending)) then
+      redis.call('HSET', key, 'p:' .. code, stored)
     end
   end
   redis.call('HINCRBY', key, 'm:n', tonumber(h['m:fn'] or '0'))
@@ -48,16 +47,21 @@ if outcome == 'retry' then
   redis.call('ZADD', KEYS[3], now + tonumber(ARGV[4]), email)
 else
   if outcome == 'success' then
-    for attr, item in pairs(inflight) do
-      local confirmed = h['ct:' .. attr]
-      if confirmed == nil or item[2] > confirmed then
-        redis.call('HSET', key, 'c:' .. attr, item[1], 'ct:' .. attr, item[2])
+    for code, stored in pairs(inflight) do
+      local confirmed = h['c:' .. code]
+      if code ~= 'e' and (confirmed == nil or later(stamp_of(stored), stamp_of(confirmed))) then
+        redis.call('HSET', key, 'c:' .. code, stored)
       end
     end
     redis.call('HSET', key, 'm:known', 1)
   else
+    local attributes = {}
+    for code, stored in pairs(inflight) do
+      local value = code == 'e' and email or value_of(stored)
+      attributes[attribute_name(code)] = {value, order_key(stamp_of(stored))}
+    end
     redis.call('XADD', KEYS[4], '*', 'reason', ARGV[7], 'email', email, 'status', ARGV[8],
-      'errors', ARGV[9], 'attributes', cjson.encode(inflight), 'attempts',
+      'errors', ARGV[9], 'attributes', cjson.encode(attributes), 'attempts',
       tonumber(h['m:attempt'] or '0') + 1, 'first_attempt_at', h['m:since'] or now, 'dead_at', now)
     redis.call('HINCRBY', KEYS[5], 'dead_lettered', 1)
   end

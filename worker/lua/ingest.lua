@@ -3,14 +3,16 @@
 KEYS[1]  events stream          KEYS[2] due ZSET        KEYS[3] leases ZSET
 KEYS[4]  dead-letter stream     KEYS[5] stats HASH      KEYS[6..] one contact HASH per email
 ARGV[1]  consumer group         ARGV[2] debounce (ms)   ARGV[3] number of valid events V
-then V times:  entry id, contact key index (into KEYS), email, order key, attribute count A,
-               A pairs of attribute name and value
+then V times:  entry id, contact key index (into KEYS), email, stamp (_layout.lua),
+               attribute count A, A pairs of attribute name and value (the email not among them)
 then:          number of invalid entries I
 then I times:  entry id, errors (JSON), raw entry (truncated), event id or ""
 
 Guarantees, atomically per batch:
-- per attribute, last write wins by order key (occurred_at, then stream position); an event
+- per attribute, last write wins by stamp (occurred_at, then stream position); an event
   older than what is pending, in flight or confirmed for an attribute changes nothing;
+- the email itself is a change (p:e, so the contact gets created) only until ActiveCampaign
+  knows the contact (m:known);
 - the first change to an idle email is due `debounce` ms later; later changes never push it
   back; an email under lease is not scheduled (its sync's completion will do it);
 - every entry is acknowledged and deleted in the same step as its merge or dead letter,
@@ -25,27 +27,24 @@ local i = 3
 local valid = tonumber(ARGV[i]); i = i + 1
 local merged, stale = 0, 0
 
-local function newer(candidate, current)
-  return current == false or current == nil or candidate > current
+local function merge(key, code, stamp, value)
+  local stored = redis.call('HMGET', key, 'p:' .. code, 'f:' .. code, 'c:' .. code)
+  for n = 1, 3 do
+    if stored[n] and not later(stamp, stamp_of(stored[n])) then return false end
+  end
+  redis.call('HSET', key, 'p:' .. code, stamp .. value)
+  return true
 end
 
 for _ = 1, valid do
-  local entry, key, email, order = ARGV[i], KEYS[tonumber(ARGV[i + 1])], ARGV[i + 2], ARGV[i + 3]
+  local entry, key, email, stamp = ARGV[i], KEYS[tonumber(ARGV[i + 1])], ARGV[i + 2], ARGV[i + 3]
   local count = tonumber(ARGV[i + 4])
   i = i + 5
   local changed = false
+  if redis.call('HEXISTS', key, 'm:known') == 0 then changed = merge(key, 'e', stamp, '') end
   for _ = 1, count do
-    local name, value = ARGV[i], ARGV[i + 1]
+    if merge(key, attribute_code(ARGV[i]), stamp, ARGV[i + 1]) then changed = true end
     i = i + 2
-    local stamps = redis.call('HMGET', key, 'pt:' .. name, 'ft:' .. name, 'ct:' .. name)
-    local best = false
-    for _, stamp in ipairs(stamps) do
-      if stamp and (best == false or stamp > best) then best = stamp end
-    end
-    if newer(order, best) then
-      redis.call('HSET', key, 'p:' .. name, value, 'pt:' .. name, order)
-      changed = true
-    end
   end
   if changed then
     merged = merged + 1
