@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Mapping
+import os
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, NamedTuple
 
 import redis
@@ -26,6 +27,20 @@ return #ARGV
 # Read through an instance: Settings is a slotted dataclass, so its class attributes are
 # slot descriptors, not the defaults.
 _DEFAULTS = Settings()
+
+
+def _event_ids(block: int = 1000) -> Iterator[str]:
+    """Random version-4 UUIDs as text, from one ``os.urandom`` call per ``block`` of them.
+
+    ``str(uuid.uuid4())`` makes a system call and a UUID object per id (about 3.5 µs);
+    this about 1 µs (tests/producers/test_producer.py checks version, variant and form).
+    """
+    while True:
+        digits = os.urandom(16 * block).hex()
+        for start in range(0, len(digits), 32):
+            h = digits[start : start + 32]
+            variant = "89ab"[int(h[16], 16) & 3]
+            yield f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{variant}{h[17:20]}-{h[20:]}"
 
 
 class PreparedEvent(NamedTuple):
@@ -145,10 +160,17 @@ class ContactSyncProducer:
         (whose messages are keyed by the contact's index) means nothing was enqueued.
         """
         encoded: list[str] = []
+        # One time for the batch: events of one email in it tie on occurred_at, and the
+        # later one in the list wins, as it would with a time per event.
+        occurred_at = occurred_at or dt.datetime.now(dt.UTC)
+        ids = _event_ids()
         for index, contact in enumerate(contacts):
             try:
                 _, text = encode_event(
-                    contact, occurred_at=occurred_at, source=source or self.source
+                    contact,
+                    occurred_at=occurred_at,
+                    source=source or self.source,
+                    event_id=next(ids),
                 )
             except InvalidContactEvent as exc:
                 raise InvalidContactEvent({str(index): exc.messages}) from None

@@ -152,6 +152,22 @@ def test_send_many_pipelines_and_returns_count(producer, redis_client, key_prefi
     assert [e["contact"] for e in events] == contacts
 
 
+def test_send_many_gives_each_event_a_distinct_version_4_uuid_and_one_time(
+    producer, redis_client, key_prefix
+):
+    """Ids are RFC 4122 version-4 UUIDs in canonical form, none repeated across 2,500 events."""
+    before = dt.datetime.now(dt.UTC)
+    producer.send_many([{"email": f"user{i}@example.com"} for i in range(2500)])
+    events = read_events(redis_client, key_prefix)
+    ids = [event["id"] for event in events]
+    assert len(set(ids)) == 2500
+    for text in ids:
+        parsed = uuid.UUID(text)
+        assert (parsed.version, parsed.variant, str(parsed)) == (4, uuid.RFC_4122, text)
+    (occurred,) = {event["occurred_at"] for event in events}
+    assert before <= dt.datetime.fromisoformat(occurred) <= dt.datetime.now(dt.UTC)
+
+
 def test_send_many_of_nothing_writes_nothing(producer, redis_client, key_prefix):
     """send_many of an empty iterable returns 0 and creates no stream."""
     assert producer.send_many([]) == 0
