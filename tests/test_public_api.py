@@ -20,14 +20,43 @@ def test_worker_exports_only_the_celery_app() -> None:
     assert worker.__all__ == ["app"]
 
 
-def test_worker_app_is_the_celery_app() -> None:
-    """worker.app resolves lazily to the Celery app of worker.celery_app."""
-    from celery import Celery
+def test_worker_app_is_built_from_the_environment_on_first_access(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """worker.app is built lazily, once, by app_from_env, and carries the environment's settings."""
+    from worker.celery_app import ContactSyncCelery
 
-    from worker.celery_app import app
-
+    monkeypatch.setattr(worker, "_app", None)
+    monkeypatch.setenv("CONTACT_SYNC_KEY_PREFIX", "from-env")
+    app = worker.app
+    assert isinstance(app, ContactSyncCelery)
+    assert app.settings.key_prefix == "from-env"
     assert worker.app is app
-    assert isinstance(app, Celery)
+    assert {"contact_sync.sync_contact", "contact_sync.pump"} <= set(app.tasks)
+
+
+def test_importing_the_worker_modules_reads_no_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Importing any worker module builds no app and never exits, even with a broken environment."""
+    import subprocess
+    import sys
+
+    code = (
+        "import importlib, pkgutil, worker\n"
+        "for info in pkgutil.walk_packages(worker.__path__, prefix='worker.'):\n"
+        "    importlib.import_module(info.name)\n"
+        "assert worker._app is None\n"
+        "import celery.apps.worker as w\n"
+        "assert w.safe_say.__module__ == 'celery.apps.worker', 'patched at import'\n"
+        "print('ok')\n"
+    )
+    env = {"PATH": "/usr/bin:/bin", "CONTACT_SYNC_REDIS_URL": "not a url"}
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "ok"
 
 
 def test_worker_rejects_unknown_attributes() -> None:

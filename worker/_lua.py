@@ -10,9 +10,10 @@ import redis
 
 __all__ = ["load_script", "script_source"]
 
-# Scripts that read or write contact hashes get the layout's shared definitions in front:
-# Redis scripts cannot import one another.
-_WITH_LAYOUT = frozenset({"ingest", "begin", "finish", "migrate"})
+# Every script gets _common.lua in front (the Redis clock, dead-letter bounds); those that
+# read or write contact hashes get the layout's definitions too. Redis scripts cannot
+# import one another.
+_WITH_LAYOUT = frozenset({"ingest", "begin", "finish"})
 
 
 @cache
@@ -22,7 +23,8 @@ def _file(name: str) -> str:
 
 def script_source(name: str) -> str:
     """The source Redis runs for ``worker/lua/<name>.lua`` (its SHA1 is the EVALSHA id)."""
-    return f"{_file('_layout')}\n{_file(name)}" if name in _WITH_LAYOUT else _file(name)
+    parts = ["_common", "_layout", name] if name in _WITH_LAYOUT else ["_common", name]
+    return "\n".join(_file(part) for part in parts)
 
 
 def load_script(client: redis.Redis, name: str) -> Any:

@@ -6,24 +6,31 @@ A dead letter is a stream entry with a ``reason``:
 - ``retry_expired``: retryable failures outlasted max_retry_age_s.
 Sync dead letters keep ``attributes`` as ``{name: [value, order key]}``, so a replay
 re-enqueues each value with its original ``occurred_at`` and cannot overwrite newer data.
+
+The stream is bounded (``CONTACT_SYNC_DEAD_LETTER_MAX_COUNT`` and ``_MAX_AGE_S``, applied by
+the scripts that write it), and everything here reads it in pages of ``PAGE_SIZE``, so no
+command loads the whole stream at once.
 """
 
 from __future__ import annotations
 
-import builtins
 import datetime as dt
 import json
 import re
-import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import redis
 
+from worker.errors import InvalidContactEvent
 from worker.keys import Keys
+from worker.redis_client import text as _text
+from worker.schema import attributes_to_contact, encode_event
 
-__all__ = ["DeadLetter", "DeadLetters"]
+__all__ = ["PAGE_SIZE", "DeadLetter", "DeadLetters"]
+
+PAGE_SIZE = 500
 
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 # A full stream id. XRANGE reads "1700000000000" as a whole millisecond's range and XDEL
@@ -80,23 +87,12 @@ class DeadLetter:
             by_time.setdefault(_occurred_at(order), {})[name] = value
         events = []
         for occurred_at, attributes in sorted(by_time.items()):
-            contact: dict[str, Any] = {"email": self.email}
-            field_values = []
-            for name, value in attributes.items():
-                if name.startswith("field:"):
-                    field_values.append({"field": name[6:], "value": value})
-                elif name != "email":
-                    contact[name] = value
-            if field_values:
-                contact["fieldValues"] = field_values
-            document = {
-                "v": 1,
-                "id": str(uuid.uuid4()),
-                "occurred_at": occurred_at.isoformat(),
-                "source": f"replay:{self.id}",
-                "contact": contact,
-            }
-            text = json.dumps(document, ensure_ascii=False, separators=(",", ":"))
+            contact = attributes_to_contact(self.email, attributes.items())
+            try:
+                _, text = encode_event(contact, occurred_at=occurred_at, source=f"replay:{self.id}")
+            except InvalidContactEvent:
+                # Valid when it was written; a later, stricter schema is the only way here.
+                return []
             events.append({"event": text})
         return events
 
@@ -109,12 +105,28 @@ class DeadLetters:
     def count(self) -> int:
         return int(self.redis.xlen(self.keys.dead))
 
+    def pages(self, *, reason: str | None = None) -> Iterator[list[DeadLetter]]:
+        """Every dead letter (with ``reason``, if given), oldest first, a page at a time."""
+        start = "-"
+        while True:
+            entries = self.redis.xrange(self.keys.dead, min=start, count=PAGE_SIZE)
+            if not entries:
+                return
+            letters = [_parse(entry_id, fields) for entry_id, fields in entries]
+            page = [letter for letter in letters if reason is None or letter.reason == reason]
+            if page:
+                yield page
+            start = "(" + letters[-1].id  # exclusive: entries deleted meanwhile are fine
+            if len(entries) < PAGE_SIZE:
+                return
+
     def list(self, *, limit: int = 100, reason: str | None = None) -> list[DeadLetter]:
         """Oldest first, at most ``limit``."""
-        entries = self.redis.xrange(self.keys.dead, count=limit if reason is None else None)
-        letters = [_parse(entry_id, fields) for entry_id, fields in entries]
-        if reason is not None:
-            letters = [letter for letter in letters if letter.reason == reason][:limit]
+        letters: list[DeadLetter] = []
+        for page in self.pages(reason=reason):
+            letters += page[: limit - len(letters)]
+            if len(letters) >= limit:
+                break
         return letters
 
     def get(self, letter_id: str) -> DeadLetter | None:
@@ -132,36 +144,44 @@ class DeadLetters:
         results: dict[str, str] = {}
         for letter_id in letter_ids:
             letter = self.get(letter_id)
-            if letter is None:
-                results[letter_id] = "not found"
-                continue
-            events = letter.replay_events()
-            if not events:
-                results[letter_id] = "nothing to replay"
-                continue
-            pipe = self.redis.pipeline(transaction=True)
-            for fields in events:
-                pipe.xadd(self.keys.events, fields)
-            pipe.xdel(self.keys.dead, letter.id)
-            pipe.execute()
-            results[letter_id] = "replayed"
+            results[letter_id] = "not found" if letter is None else self._replay(letter)
         return results
 
-    def all_ids(self) -> builtins.list[str]:  # `list` here would name the method above
-        return [_text(entry_id) for entry_id, _ in self.redis.xrange(self.keys.dead)]
+    def replay_all(self, *, reason: str | None = None) -> dict[str, str]:
+        """Replay every dead letter (with ``reason``, if given), a page at a time."""
+        return {
+            letter.id: self._replay(letter) for page in self.pages(reason=reason) for letter in page
+        }
 
-    def purge(self, letter_ids: Iterable[str] | None = None) -> int:
-        """Delete the given dead letters, or all of them. Returns how many were deleted."""
-        if letter_ids is None:
-            # One transaction, so a letter written between the count and the delete is
-            # neither lost uncounted nor miscounted.
-            pipe = self.redis.pipeline(transaction=True)
-            pipe.xlen(self.keys.dead)
-            pipe.delete(self.keys.dead)
-            count, _ = pipe.execute()
-            return int(count)
+    def _replay(self, letter: DeadLetter) -> str:
+        events = letter.replay_events()
+        if not events:
+            return "nothing to replay"
+        pipe = self.redis.pipeline(transaction=True)
+        for fields in events:
+            pipe.xadd(self.keys.events, fields)
+        pipe.xdel(self.keys.dead, letter.id)
+        pipe.execute()
+        return "replayed"
+
+    def purge(self, letter_ids: Iterable[str]) -> int:
+        """Delete the given dead letters. Returns how many were deleted."""
         ids = [letter_id for letter_id in letter_ids if _STREAM_ID.fullmatch(letter_id)]
         return int(self.redis.xdel(self.keys.dead, *ids)) if ids else 0
+
+    def purge_all(self, *, reason: str | None = None) -> int:
+        """Delete every dead letter (with ``reason``, if given). Returns how many."""
+        if reason is not None:
+            return sum(
+                self.purge([letter.id for letter in page]) for page in self.pages(reason=reason)
+            )
+        # One transaction, so a letter written between the count and the delete is neither
+        # lost uncounted nor miscounted.
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.xlen(self.keys.dead)
+        pipe.delete(self.keys.dead)
+        count, _ = pipe.execute()
+        return int(count)
 
 
 def _parse(entry_id: bytes | str, fields: dict[bytes, bytes]) -> DeadLetter:
@@ -208,7 +228,3 @@ def _loads(text: str | None) -> Any:
         return json.loads(text)
     except ValueError:
         return text
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode("utf-8", "replace") if isinstance(value, bytes) else value

@@ -48,9 +48,9 @@ class Keys:
         return f"{self.prefix}:claims"
 
     @property
-    def layout(self) -> str:
-        """STRING: the contact hash layout the hashes are in (see MergeStore.migrate_layout)."""
-        return f"{self.prefix}:layout"
+    def lease_tokens(self) -> str:
+        """HASH email -> the token of its current lease; only its holder may sync it."""
+        return f"{self.prefix}:lease-tokens"
 
     @property
     def metrics(self) -> str:
@@ -59,11 +59,18 @@ class Keys:
 
     @property
     def pump_lock(self) -> str:
+        """STRING: the running pump's lock token (see pump_lock)."""
         return f"{self.prefix}:pump:lock"
 
     @property
     def pump_trigger(self) -> str:
+        """STRING set while a pump task is on its way, so that triggers do not double it."""
         return f"{self.prefix}:pump:trigger"
+
+    @property
+    def pump_stop(self) -> str:
+        """STRING: the lock token of a pump whose worker is shutting down (see pump_lock)."""
+        return f"{self.prefix}:pump:stop"
 
     @property
     def rate_log(self) -> str:

@@ -26,6 +26,7 @@ import redis
 from worker.errors import ApiConfigError
 from worker.keys import Keys
 from worker.logging import get_logger
+from worker.redis_client import text as _text
 from worker.status import Status, read_status
 
 if TYPE_CHECKING:
@@ -189,6 +190,11 @@ def _counters(stats: Mapping[str, int], recorded: Mapping[str, float]) -> Iterat
         stats.get("dead_lettered", 0),
     )
     yield counter(
+        "contact_sync_dead_letters_trimmed_total",
+        "Dead letters dropped by the bounds (DEAD_LETTER_MAX_COUNT, DEAD_LETTER_MAX_AGE_S)",
+        stats.get("dead_trimmed", 0),
+    )
+    yield counter(
         "contact_sync_rate_limited_total",
         "429 answers received from ActiveCampaign",
         stats.get("rate_limited", 0),
@@ -306,7 +312,3 @@ def serve_metrics(client: redis.Redis, keys: Keys, *, host: str, port: int) -> i
         server.server_close()
         thread.join(5)
     return 0
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode("utf-8", "replace") if isinstance(value, bytes) else value

@@ -34,8 +34,11 @@ def window_for(rate_per_s: float, *, margin_ms: int) -> tuple[int, int]:
 
 @dataclass(frozen=True, slots=True)
 class Acquired:
+    """A slot was taken (``ok``), or not: then ``retry_in_s`` says when one may be free."""
+
     ok: bool
     waited_s: float
+    retry_in_s: float = 0.0
 
 
 class RateLimiter:
@@ -68,7 +71,7 @@ class RateLimiter:
         return wait_ms / 1000.0
 
     def acquire(self, *, max_wait_s: float) -> Acquired:
-        """Wait for a slot, at most ``max_wait_s`` seconds."""
+        """Wait for a slot, at most ``max_wait_s`` seconds; give up at once on a longer wait."""
         start = self._monotonic()
         while True:
             wait_s = self.try_acquire()
@@ -76,7 +79,7 @@ class RateLimiter:
             if wait_s <= 0:
                 return Acquired(True, waited)
             if waited + wait_s > max_wait_s:
-                return Acquired(False, waited)
+                return Acquired(False, waited, retry_in_s=wait_s)
             # A millisecond of slack: the script's clock has ms resolution.
             self._sleep(wait_s + 0.001)
 

@@ -11,10 +11,12 @@ import ipaddress
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from urllib.parse import urlsplit
 
 from worker.errors import ConfigError
+from worker.timings import Timings
 
 __all__ = ["Secret", "Settings"]
 
@@ -64,6 +66,10 @@ class Settings:
     rate_limit: float = 5.0
     rate_margin_ms: int = 50
     http_timeout_s: float = 10.0
+    # None derives the lease from the HTTP timeout; read the result from ``timings.lease_s``.
+    lease_s: float | None = None
+    pump_window_s: float = 5.0
+    reclaim_idle_s: float = 15.0
     max_retry_age_s: float = 86400.0
     backoff_base_s: float = 1.0
     backoff_cap_s: float = 300.0
@@ -72,15 +78,22 @@ class Settings:
     log_level: str = "INFO"
     log_format: str = "json"
     log_pii: bool = False
+    dead_letter_max_count: int = 100_000
+    dead_letter_max_age_s: float = 30 * 86400.0
 
     @property
     def celery_broker_url(self) -> str:
         return self.broker_url or self.redis_url
 
-    @property
-    def lease_s(self) -> float:
-        """How long a claim on an email lasts: a request, a limiter wait and a margin."""
-        return 2 * self.http_timeout_s + 30.0
+    @cached_property
+    def timings(self) -> Timings:
+        """Leases, the pump's window and lock, time limits: derived and checked together."""
+        return Timings.derive(
+            http_timeout_s=self.http_timeout_s,
+            lease_s=self.lease_s,
+            pump_window_s=self.pump_window_s,
+            reclaim_idle_s=self.reclaim_idle_s,
+        )
 
     def require_api(self) -> Settings:
         """Raise ConfigError unless the worker-only settings (URL and token) are present."""
@@ -104,7 +117,8 @@ class Settings:
         env = os.environ if environ is None else environ
         reader = _Reader(env)
         allow_insecure = reader.boolean("CONTACT_SYNC_ALLOW_INSECURE_URL", False)
-        return cls(
+        lease = reader.number("CONTACT_SYNC_LEASE_S", 0, minimum=0)
+        settings = cls(
             activecampaign_url=reader.api_url("ACTIVECAMPAIGN_URL", allow_insecure=allow_insecure),
             api_token=reader.token(),
             redis_url=reader.redis_url("CONTACT_SYNC_REDIS_URL", cls.redis_url),
@@ -117,6 +131,13 @@ class Settings:
             ),
             http_timeout_s=reader.number(
                 "CONTACT_SYNC_HTTP_TIMEOUT_S", cls.http_timeout_s, minimum=0.1
+            ),
+            lease_s=lease or None,
+            pump_window_s=reader.number(
+                "CONTACT_SYNC_PUMP_WINDOW_S", cls.pump_window_s, minimum=0.1
+            ),
+            reclaim_idle_s=reader.number(
+                "CONTACT_SYNC_RECLAIM_IDLE_S", cls.reclaim_idle_s, minimum=0.1
             ),
             max_retry_age_s=reader.number(
                 "CONTACT_SYNC_MAX_RETRY_AGE_S", cls.max_retry_age_s, minimum=0
@@ -138,7 +159,17 @@ class Settings:
             ),
             log_format=reader.choice("CONTACT_SYNC_LOG_FORMAT", cls.log_format, _LOG_FORMATS),
             log_pii=reader.boolean("CONTACT_SYNC_LOG_PII", cls.log_pii),
+            dead_letter_max_count=int(
+                reader.number(
+                    "CONTACT_SYNC_DEAD_LETTER_MAX_COUNT", cls.dead_letter_max_count, minimum=1
+                )
+            ),
+            dead_letter_max_age_s=reader.number(
+                "CONTACT_SYNC_DEAD_LETTER_MAX_AGE_S", cls.dead_letter_max_age_s, minimum=1
+            ),
         )
+        settings.timings  # noqa: B018 -- validates the timings' invariants at start
+        return settings
 
 
 class _Reader:

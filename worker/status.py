@@ -8,6 +8,7 @@ from typing import Any
 import redis
 
 from worker.keys import CONSUMER_GROUP, Keys
+from worker.redis_client import text as _text
 
 __all__ = ["Status", "read_status"]
 
@@ -22,6 +23,7 @@ class Status:
     most_overdue_s: float | None  # how late the most overdue scheduled sync is
     in_flight: int  # emails under lease (a sync task is queued or running)
     dead_letters: int
+    dead_letters_trimmed: int  # dropped by the dead-letter bounds since the start
     limiter_sent_in_window: int
     limiter_paused_for_s: float
     pump_running: bool
@@ -32,7 +34,8 @@ class Status:
 
 
 def read_status(redis_client: redis.Redis, keys: Keys) -> Status:
-    """Read everything in one round trip (a pipeline) against the Redis clock."""
+    """Read everything against the Redis clock: one pipelined round trip, then one or two
+    small ones (the group's pending summary, and how many are due when any are scheduled)."""
     client: Any = redis_client  # redis-py types replies as Awaitable | Any
     pipe = client.pipeline(transaction=False)
     pipe.time()
@@ -73,12 +76,9 @@ def read_status(redis_client: redis.Redis, keys: Keys) -> Status:
         most_overdue_s=most_overdue,
         in_flight=int(leases),
         dead_letters=int(dead),
+        dead_letters_trimmed=int(counters.get(b"dead_trimmed", 0)),
         limiter_sent_in_window=sum(1 for sent in sends if now_ms - int(sent) < 1000),
         limiter_paused_for_s=max(0.0, (int(pause) - now_ms) / 1000) if pause else 0.0,
         pump_running=bool(pump),
         counters={_text(k): int(v) for k, v in counters.items()},
     )
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode("utf-8", "replace") if isinstance(value, bytes) else value

@@ -7,7 +7,7 @@ number of workers. Times in Redis are the Redis server's clock, never a worker's
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -15,15 +15,13 @@ import redis
 
 from worker._lua import load_script
 from worker.keys import CONSUMER_GROUP, Keys
+from worker.redis_client import text as _text
 from worker.schema import ContactEvent
 from worker.stamp import stamp
 
-__all__ = ["Begun", "Claim", "IngestResult", "InvalidEntry", "MergeStore"]
+__all__ = ["Begun", "Claim", "Claimed", "IngestResult", "InvalidEntry", "MergeStore"]
 
 Outcome = Literal["success", "retry", "dead"]
-
-# The contact hash layout (worker/lua/_layout.lua); {prefix}:layout holds the current one.
-LAYOUT_VERSION = "2"
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +46,15 @@ class Claim:
 
 
 @dataclass(frozen=True, slots=True)
+class Claimed:
+    """What one claim_due call did: leases that ran out, the limiter's pause, new claims."""
+
+    expired: int = 0
+    paused_for_s: float = 0.0  # > 0: the limiter is paused, so nothing was claimed
+    claims: list[Claim] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
 class Begun:
     """What begin_sync found: ``status`` is 'send', 'unchanged' or 'stale'."""
 
@@ -66,14 +73,22 @@ class MergeStore:
     # Raw entries kept in a dead letter are cut here; 64 KiB is the event size limit anyway.
     MAX_RAW_CHARS = 70_000
 
-    def __init__(self, client: redis.Redis, keys: Keys) -> None:
+    def __init__(
+        self,
+        client: redis.Redis,
+        keys: Keys,
+        *,
+        dead_letter_max_count: int = 100_000,
+        dead_letter_max_age_s: float = 30 * 86400.0,
+    ) -> None:
         self.redis: Any = client  # redis-py types replies as Awaitable | Any
         self.keys = keys
+        # The dead-letter stream's bounds, applied by the scripts each time they add to it.
+        self._dead_bounds = [int(dead_letter_max_count), int(dead_letter_max_age_s * 1000)]
         self._ingest = load_script(client, "ingest")
         self._claim = load_script(client, "claim")
         self._begin = load_script(client, "begin")
         self._finish = load_script(client, "finish")
-        self._migrate = load_script(client, "migrate")
 
     # -- the events stream -------------------------------------------------------------
 
@@ -171,27 +186,44 @@ class MergeStore:
                 entry.raw[: self.MAX_RAW_CHARS],
                 entry.event_id or "",
             ]
+        args += self._dead_bounds
         keys = base + [self.keys.contact(email) for email in contact_keys]
         merged, stale, bad = self._ingest(keys=keys, args=args)
         return IngestResult(merged=int(merged), stale=int(stale), invalid=int(bad))
 
     # -- scheduling ----------------------------------------------------------------------
 
-    def claim_due(self, *, max_leases: int, lease_s: float) -> tuple[int, list[Claim]]:
-        """Lease due emails while fewer than ``max_leases`` exist. Returns (expired, claims)."""
+    def claim_due(self, *, max_leases: int, lease_s: float) -> Claimed:
+        """Lease due emails while fewer than ``max_leases`` exist; none while paused."""
         reply = self._claim(
-            keys=[self.keys.due, self.keys.leases, self.keys.claims],
-            args=[self.keys.contact(""), max_leases, int(lease_s * 1000)],
+            keys=[
+                self.keys.due,
+                self.keys.leases,
+                self.keys.lease_tokens,
+                self.keys.claims,
+                self.keys.rate_pause,
+            ],
+            args=[max_leases, int(lease_s * 1000)],
         )
-        expired, flat = int(reply[0]), [_text(item) for item in reply[1:]]
-        return expired, [Claim(flat[n], flat[n + 1]) for n in range(0, len(flat), 2)]
+        flat = [_text(item) for item in reply[2:]]
+        return Claimed(
+            expired=int(reply[0]),
+            paused_for_s=int(reply[1]) / 1000.0,
+            claims=[Claim(flat[n], flat[n + 1]) for n in range(0, len(flat), 2)],
+        )
 
     def begin_sync(
         self, email: str, lease: str, *, lease_s: float, confirmed_ttl_s: float
     ) -> Begun:
         """Move pending values in flight and drop what ActiveCampaign already confirmed."""
         reply = self._begin(
-            keys=[self.keys.contact(email), self.keys.leases, self.keys.due, self.keys.stats],
+            keys=[
+                self.keys.contact(email),
+                self.keys.leases,
+                self.keys.due,
+                self.keys.stats,
+                self.keys.lease_tokens,
+            ],
             args=[email, lease, int(lease_s * 1000), int(confirmed_ttl_s * 1000)],
         )
         status = _text(reply[0])
@@ -232,6 +264,7 @@ class MergeStore:
                 self.keys.due,
                 self.keys.dead,
                 self.keys.stats,
+                self.keys.lease_tokens,
             ],
             args=[
                 email,
@@ -244,49 +277,10 @@ class MergeStore:
                 "" if status is None else str(status),
                 json.dumps(errors if errors is not None else [], ensure_ascii=False),
                 counter,
+                *self._dead_bounds,
             ],
         )
         return _text(reply)
 
-    # -- the hash layout ------------------------------------------------------------------
-
-    def migrate_layout(self, *, batch: int = 500) -> int | None:
-        """Convert contact hashes written by an older layout. Returns how many, or None if current.
-
-        Idempotent and atomic per hash, so workers starting together may all run it. Workers
-        of the older version must be stopped first: they would keep writing the old layout.
-        """
-        if _text(self.redis.get(self.keys.layout) or "") == LAYOUT_VERSION:
-            return None
-        converted = 0
-        names = self.redis.scan_iter(match=_escape_glob(self.keys.contact("")) + "*", count=batch)
-        for chunk in _chunks(names, batch):
-            pipe = self.redis.pipeline(transaction=False)
-            for name in chunk:
-                self._migrate(keys=[name], client=pipe)
-            converted += sum(1 for values in pipe.execute() if int(values) > 0)
-        self.redis.set(self.keys.layout, LAYOUT_VERSION)
-        return converted
-
     def incr_stat(self, name: str, amount: int = 1) -> None:
         self.redis.hincrby(self.keys.stats, name, amount)
-
-
-def _chunks(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
-    chunk: list[Any] = []
-    for item in items:
-        chunk.append(item)
-        if len(chunk) == size:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
-
-
-def _escape_glob(text: str) -> str:
-    """``text`` as a SCAN MATCH pattern that matches it literally (glob characters escaped)."""
-    return "".join("\\" + char if char in "*?[]\\" else char for char in text)
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode("utf-8") if isinstance(value, bytes) else value

@@ -17,9 +17,6 @@ from worker.store import MergeStore
 
 __all__ = ["SyncOutcome", "sync_contact"]
 
-# Time kept free inside a lease for the request itself and the bookkeeping after it.
-_LEASE_SAFETY_S = 10.0
-
 
 @dataclass(frozen=True, slots=True)
 class SyncOutcome:
@@ -42,7 +39,8 @@ def sync_contact(
 ) -> SyncOutcome:
     """Send the merged pending change of ``email`` if it differs from what is confirmed."""
     ttl_s = settings.confirmed_ttl_s
-    begun = store.begin_sync(email, lease, lease_s=settings.lease_s, confirmed_ttl_s=ttl_s)
+    timings = settings.timings
+    begun = store.begin_sync(email, lease, lease_s=timings.lease_s, confirmed_ttl_s=ttl_s)
     if begun.status == "stale":
         return SyncOutcome(
             "contact.sync_skipped", "debug", {"email": email, "reason": "lease_lost"}
@@ -52,16 +50,27 @@ def sync_contact(
             "contact.unchanged", fields={"email": email, "merged_events": begun.merged_events}
         )
 
-    slot = limiter.acquire(
-        max_wait_s=max(1.0, settings.lease_s - settings.http_timeout_s - _LEASE_SAFETY_S)
-    )
+    slot = limiter.acquire(max_wait_s=timings.limiter_max_wait_s)
     if not slot.ok:
-        # The budget is spoken for; hand the change back without counting a failed attempt.
+        # The budget is spoken for, or a 429's pause outlasts the wait: hand the change back,
+        # due when a slot may be free, without counting a failed attempt. Due at once would
+        # have the pump lease it again every cycle for the whole pause.
         store.finish_sync(
-            email, lease, "retry", confirmed_ttl_s=ttl_s, retry_delay_s=0, count_attempt=False
+            email,
+            lease,
+            "retry",
+            confirmed_ttl_s=ttl_s,
+            retry_delay_s=slot.retry_in_s,
+            count_attempt=False,
         )
         return SyncOutcome(
-            "contact.sync_deferred", "debug", {"email": email, "waited_s": round(slot.waited_s, 3)}
+            "contact.sync_deferred",
+            "debug",
+            {
+                "email": email,
+                "waited_s": round(slot.waited_s, 3),
+                "retry_in_s": round(slot.retry_in_s, 3),
+            },
         )
 
     attributes = {name: value for name, value in begun.attributes.items() if name != "email"}

@@ -1,32 +1,54 @@
-"""The Celery tasks. Thin: decode arguments, call a plain function, log the outcome."""
+"""The Celery tasks. Thin: decode arguments, call a plain function, log the outcome.
+
+``register_tasks(app)`` adds them to an app built by ``worker.celery_app.create_app``; the
+settings come from that app, never from module state.
+"""
 
 from __future__ import annotations
 
 import os
 import socket
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from celery import Task
 
-from worker.celery_app import app, settings
 from worker.logging import get_logger, mask_email
 from worker.metrics import record_outcome
-from worker.pump import Pump, PumpLock
+from worker.pump import Pump
+from worker.pump_lock import PumpLock
 from worker.runtime import get_runtime
 from worker.store import Claim, InvalidEntry
 from worker.sync import sync_contact as run_sync
 
-__all__ = ["enqueue_sync", "pump", "sync_contact"]
+if TYPE_CHECKING:
+    from worker.celery_app import ContactSyncCelery
+
+__all__ = ["PUMP_TASK", "SYNC_TASK", "enqueue_pump", "enqueue_sync", "register_tasks"]
+
+SYNC_TASK = "contact_sync.sync_contact"
+PUMP_TASK = "contact_sync.pump"
 
 log = get_logger("contact_sync.tasks")
 
-PUMP_WINDOW_S = 5.0
-PUMP_LOCK_TTL_S = 10.0
+
+def register_tasks(app: ContactSyncCelery) -> None:
+    """Register ``contact_sync.sync_contact`` and ``contact_sync.pump`` on ``app``."""
+    timings = app.settings.timings
+
+    # The hard limit kills a hung sync before its lease runs out (worker/timings.py).
+    @app.task(name=SYNC_TASK, bind=True, time_limit=timings.task_time_limit_s)
+    def sync_contact(self: Task, email: str, lease: str = "") -> str:
+        """Sync one email's merged pending change to ActiveCampaign."""
+        return run_sync_task(self.app, email, lease)
+
+    @app.task(name=PUMP_TASK, bind=True, time_limit=timings.pump_task_time_limit_s)
+    def pump(self: Task) -> dict[str, Any]:
+        """Drain the stream, merge, and hand out due syncs for one window; then hand over."""
+        return run_pump_task(self.app, node=self.request.hostname or socket.gethostname())
 
 
-@app.task(name="contact_sync.sync_contact", bind=True, ignore_result=True)
-def sync_contact(self: Task, email: str, lease: str = "") -> str:
-    """Sync one email's merged pending change to ActiveCampaign."""
+def run_sync_task(app: ContactSyncCelery, email: str, lease: str) -> str:
+    settings = app.settings
     runtime = get_runtime(settings)
     outcome = run_sync(
         email,
@@ -42,10 +64,40 @@ def sync_contact(self: Task, email: str, lease: str = "") -> str:
     return outcome.event
 
 
-def enqueue_sync(claim: Claim) -> None:
+def run_pump_task(app: ContactSyncCelery, *, node: str) -> dict[str, Any]:
+    settings = app.settings
+    timings = settings.timings
+    runtime = get_runtime(settings)
+    lock = PumpLock(runtime.redis, runtime.keys, node=node, ttl_s=timings.pump_lock_ttl_s)
+    if not lock.acquire():
+        return {"skipped": "another pump is running"}
+    consumer = f"{socket.gethostname()}:{os.getpid()}"
+    worker_pump = Pump(
+        runtime.store,
+        settings=settings,
+        enqueue_sync=lambda claim: enqueue_sync(app, claim),
+        on_invalid=_log_invalid,
+        consumer=consumer,
+    )
+    try:
+        report = worker_pump.run(lock)
+    finally:
+        lock.release()
+    # Hand over at once instead of waiting for the next trigger tick, so due syncs keep
+    # flowing. The trigger key tells the trigger threads that a pump is already on its way.
+    runtime.redis.set(runtime.keys.pump_trigger, consumer, px=int(timings.trigger_ttl_s * 1000))
+    enqueue_pump(app)
+    summary = report.as_dict()
+    if any(value for name, value in summary.items() if name != "cycles"):
+        log.info("pump.report", **summary)
+    return summary
+
+
+def enqueue_sync(app: ContactSyncCelery, claim: Claim) -> None:
     """Queue a sync task for a claimed email; args stay ``[email]``, the lease goes in kwargs."""
-    shown = claim.email if settings.log_pii else mask_email(claim.email)
-    sync_contact.apply_async(
+    shown = claim.email if app.settings.log_pii else mask_email(claim.email)
+    app.send_task(
+        SYNC_TASK,
         args=[claim.email],
         kwargs={"lease": claim.lease},
         argsrepr=repr([shown]),
@@ -53,48 +105,12 @@ def enqueue_sync(claim: Claim) -> None:
     )
 
 
+def enqueue_pump(app: ContactSyncCelery) -> None:
+    # expires: a pump message that waited this long is pointless; a newer trigger replaces it.
+    app.send_task(PUMP_TASK, expires=app.settings.timings.pump_expires_s)
+
+
 def _log_invalid(entry: InvalidEntry) -> None:
     log.warning(
         "event.invalid", entry_id=entry.entry_id, event_id=entry.event_id, errors=entry.errors
     )
-
-
-@app.task(name="contact_sync.pump", bind=True, ignore_result=True)
-def pump(self: Task) -> dict[str, Any]:
-    """Drain the stream, merge, and hand out due syncs, for a few seconds; then hand over."""
-    runtime = get_runtime(settings)
-    lock = PumpLock(runtime.redis, runtime.keys.pump_lock, ttl_s=PUMP_LOCK_TTL_S)
-    if not lock.acquire():
-        return {"skipped": "another pump is running"}
-    consumer = f"{socket.gethostname()}:{os.getpid()}"
-    worker_pump = Pump(
-        runtime.store,
-        settings=settings,
-        enqueue_sync=enqueue_sync,
-        on_invalid=_log_invalid,
-        consumer=consumer,
-    )
-    try:
-        report = worker_pump.run(lock, window_s=PUMP_WINDOW_S)
-    finally:
-        lock.release()
-    # Hand over at once instead of waiting for the next trigger tick, so due syncs keep
-    # flowing. The trigger key tells the trigger threads that a pump is already on its way.
-    runtime.redis.set(runtime.keys.pump_trigger, consumer, px=int(PUMP_LOCK_TTL_S * 1000))
-    pump_task_apply()
-    summary = report.as_dict()
-    if (
-        report.merged
-        or report.invalid
-        or report.claimed
-        or report.reclaimed
-        or report.expired_leases
-        or report.migrated
-    ):
-        log.info("pump.report", **summary)
-    return summary
-
-
-def pump_task_apply() -> None:
-    # expires: a pump message that waited this long is pointless; a newer trigger replaces it.
-    pump.apply_async(expires=PUMP_LOCK_TTL_S * 3)

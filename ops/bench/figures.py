@@ -201,7 +201,7 @@ def memory_figures(env: Env, *, contacts: int) -> list[Figure]:
         due_entry = (client.memory_usage(keys.due, samples=0) or 0) / contacts
         lease_s, ttl_s = 60.0, 90 * 86400.0
         while True:
-            _, claims = store.claim_due(max_leases=1000, lease_s=lease_s)
+            claims = store.claim_due(max_leases=1000, lease_s=lease_s).claims
             if not claims:
                 break
             for claim in claims:

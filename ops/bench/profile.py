@@ -99,7 +99,7 @@ def profile_sync(redis_url: str, events: int) -> tuple[Any, str]:
         done = 0
         started = time.perf_counter()
         while True:
-            _, claims = store.claim_due(max_leases=1000, lease_s=settings.lease_s)
+            claims = store.claim_due(max_leases=1000, lease_s=settings.timings.lease_s).claims
             if not claims:
                 break
             for claim in claims:

@@ -143,7 +143,7 @@ def test_replay_moves_each_letter_to_the_events_stream(store: DeadLetters) -> No
     results = store.replay([replayed, "1-1", "bogus"])
 
     assert results == {replayed: "replayed", "1-1": "not found", "bogus": "not found"}
-    assert store.all_ids() == [kept]
+    assert [letter.id for letter in store.list()] == [kept]
     assert store.redis.xlen(store.keys.events) == 1
 
 
@@ -158,11 +158,11 @@ def test_list_filters_by_reason_and_limits(store: DeadLetters) -> None:
 
 
 def test_purge_counts_what_it_deleted(store: DeadLetters) -> None:
-    """purge(ids) deletes those (ignoring malformed ids); purge() deletes and counts all."""
+    """purge(ids) deletes those (ignoring malformed ids); purge_all() deletes and counts all."""
     one = add_sync_letter(store, {})
     add_sync_letter(store, {})
     add_sync_letter(store, {})
 
     assert store.purge([one, "nonsense", "1-1"]) == 1
-    assert store.purge() == 2
+    assert store.purge_all() == 2
     assert store.count() == 0

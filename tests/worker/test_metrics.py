@@ -201,7 +201,7 @@ def test_real_sync_outcomes_carry_what_record_outcome_reads(
         occurred_at=dt.datetime(2026, 11, 29, tzinfo=dt.UTC),
     )
     store.ingest([("1-0", decode_event(text))], [], debounce_s=0)
-    _, (claim,) = store.claim_due(max_leases=1, lease_s=60)
+    (claim,) = store.claim_due(max_leases=1, lease_s=60).claims
     outcome = sync_contact(
         claim.email,
         claim.lease,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 
@@ -9,7 +10,9 @@ import pytest
 import redis
 
 from worker.keys import CONSUMER_GROUP, Keys
-from worker.pump import Pump, PumpLock, PumpReport, decode_entry
+from worker.pump import Pump, PumpReport, decode_entry
+from worker.pump_lock import PumpLock, request_pump_stop
+from worker.ratelimit import RateLimiter
 from worker.schema import ContactEvent, encode_event
 from worker.settings import Settings
 from worker.store import Claim, InvalidEntry, MergeStore
@@ -101,8 +104,17 @@ def make_pump(
     monotonic: FakeMonotonic | None = None,
     **settings: object,
 ) -> Pump:
-    options: dict[str, object] = {"key_prefix": store.keys.prefix, "debounce_s": 0.0}
+    options: dict[str, object] = {
+        "key_prefix": store.keys.prefix,
+        "debounce_s": 0.0,
+        "reclaim_idle_s": 1e9,  # valid for any window; replaced below
+    }
     options.update(settings)
+    # Built directly, without derive()'s checks: these tests reclaim at once on purpose.
+    timings = dataclasses.replace(
+        Settings(**options).timings,  # type: ignore[arg-type]
+        reclaim_idle_s=reclaim_idle_s,
+    )
     return Pump(
         store,
         settings=Settings(**options),  # type: ignore[arg-type]
@@ -110,7 +122,7 @@ def make_pump(
         on_invalid=recorder.invalid.append,
         consumer=consumer,
         block_ms=10,
-        reclaim_idle_s=reclaim_idle_s,
+        timings=timings,
         monotonic=monotonic or FakeMonotonic(),
     )
 
@@ -134,7 +146,7 @@ def test_cycle_ingests_claims_and_reports(store: MergeStore, recorder: Recorder)
         "reclaimed": 0,
         "expired_leases": 0,
         "claimed": 2,
-        "migrated": 0,
+        "paused_cycles": 0,
     }
     assert sorted(claim.email for claim in recorder.claims) == ["a@example.com", "b@example.com"]
     assert len(recorder.invalid) == 2
@@ -239,31 +251,67 @@ def test_pump_lock_is_exclusive_and_token_guarded(
     redis_client: redis.Redis, key_prefix: str
 ) -> None:
     """Only one PumpLock holds the key; only the holder can renew or release it."""
-    key = Keys(key_prefix).pump_lock
-    first = PumpLock(redis_client, key, ttl_s=10)
-    second = PumpLock(redis_client, key, ttl_s=10)
+    keys = Keys(key_prefix)
+    first = PumpLock(redis_client, keys, node="w1@host", ttl_s=10)
+    second = PumpLock(redis_client, keys, node="w2@host", ttl_s=10)
     assert first.acquire() is True
     assert second.acquire() is False
-    assert second.renew() is False
+    assert second.keep() is False
     second.release()
-    assert redis_client.get(key) == first.token.encode()
-    assert first.renew() is True
+    assert redis_client.get(keys.pump_lock) == first.token.encode()
+    assert first.keep() is True
     first.release()
-    assert redis_client.get(key) is None
+    assert redis_client.get(keys.pump_lock) is None
     assert second.acquire() is True
 
 
-def test_run_converts_an_older_hash_layout_first(
+def test_stop_request_reaches_only_the_pump_of_that_node(
+    redis_client: redis.Redis, key_prefix: str
+) -> None:
+    """A shutting-down worker stops the pump its own pool runs, and no other."""
+    keys = Keys(key_prefix)
+    lock = PumpLock(redis_client, keys, node="w1@host", ttl_s=10)
+    assert lock.acquire()
+    assert request_pump_stop(redis_client, keys, node="w2@host", ttl_s=10) is False
+    assert request_pump_stop(redis_client, keys, node="w1", ttl_s=10) is False  # not a prefix match
+    assert lock.keep() is True
+    assert request_pump_stop(redis_client, keys, node="w1@host", ttl_s=10) is True
+    assert lock.keep() is False
+    lock.release()
+    assert redis_client.get(keys.pump_stop) is None
+    assert redis_client.get(keys.pump_lock) is None
+    later = PumpLock(redis_client, keys, node="w1@host", ttl_s=10)
+    assert later.acquire() and later.keep()  # an old request does not stop the next pump
+
+
+def test_run_ends_its_window_at_a_stop_request(
     store: MergeStore, recorder: Recorder, redis_client: redis.Redis
 ) -> None:
-    """A pump window starts by converting layout-1 contact hashes, then merges as usual."""
-    redis_client.hset(
-        store.keys.contact("a@example.com"),
-        mapping={"p:email": "a@example.com", "pt:email": "1" * 39, "m:n": "1"},
-    )
-    lock = PumpLock(redis_client, store.keys.pump_lock, ttl_s=10)
+    """Pump.run returns after the cycle in which its worker asked it to stop, not at the window's end."""
+    lock = PumpLock(redis_client, store.keys, node="w1@host", ttl_s=10)
     assert lock.acquire()
-    report = make_pump(store, recorder).run(lock, window_s=0)
-    assert report.migrated == 1
-    assert sorted(redis_client.hkeys(store.keys.contact("a@example.com"))) == [b"m:n", b"p:e"]
-    assert make_pump(store, recorder).run(lock, window_s=0).migrated == 0
+    request_pump_stop(redis_client, store.keys, node="w1@host", ttl_s=10)
+    report = make_pump(store, recorder, pump_window_s=3600.0).run(lock)
+    assert report.cycles == 1
+
+
+def test_a_paused_limiter_stops_claiming_but_not_ingest(
+    store: MergeStore, recorder: Recorder, redis_client: redis.Redis
+) -> None:
+    """While a 429's pause lasts, cycles merge events but lease nothing; claims resume after it."""
+    RateLimiter(redis_client, store.keys, rate_per_s=5).pause(60)
+    for n in range(5):
+        store.redis.xadd(store.keys.events, {"event": event_text(f"u{n}@example.com")})
+    pump = make_pump(store, recorder)
+    report = PumpReport()
+    for _ in range(20):
+        pump.cycle(report)
+    assert report.merged == 5
+    assert report.claimed == 0
+    assert report.paused_cycles == 20
+    assert recorder.claims == []
+    assert redis_client.zcard(store.keys.due) == 5
+    assert redis_client.zcard(store.keys.leases) == 0
+    redis_client.delete(store.keys.rate_pause)
+    pump.cycle(report)
+    assert report.claimed == 5

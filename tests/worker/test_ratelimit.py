@@ -142,11 +142,13 @@ def test_acquire_takes_a_free_slot_without_sleeping(redis_client: redis.Redis, k
 
 
 def test_acquire_gives_up_when_the_wait_is_too_long(redis_client: redis.Redis, keys: Keys) -> None:
-    """acquire(max_wait_s) returns ok=False without sleeping when the wait would exceed it."""
+    """acquire(max_wait_s) returns ok=False without sleeping when the wait would exceed it, and says how long the wait is."""
     clock = FakeClock()
     one = limiter(redis_client, keys, sleep=clock.sleep, monotonic=clock.monotonic)
     one.pause(10)
-    assert one.acquire(max_wait_s=5) == Acquired(False, 0.0)
+    result = one.acquire(max_wait_s=5)
+    assert (result.ok, result.waited_s) == (False, 0.0)
+    assert 9.5 < result.retry_in_s <= 10.0
     assert clock.sleeps == []
 
 

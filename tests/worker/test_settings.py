@@ -67,7 +67,8 @@ def test_every_variable_is_parsed() -> None:
     assert settings.rate_limit == 2.5
     assert settings.rate_margin_ms == 75
     assert settings.http_timeout_s == 4.0
-    assert settings.lease_s == 2 * 4.0 + 30.0
+    assert settings.lease_s is None
+    assert settings.timings.lease_s == 2 * 4.0 + 30.0
     assert settings.max_retry_age_s == 3600.0
     assert settings.backoff_base_s == 0.25
     assert settings.backoff_cap_s == 30.0

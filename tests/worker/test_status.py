@@ -34,6 +34,7 @@ def test_empty_prefix_reads_zeros_and_nones(redis_client: redis.Redis, keys: Key
         most_overdue_s=None,
         in_flight=0,
         dead_letters=0,
+        dead_letters_trimmed=0,
         limiter_sent_in_window=0,
         limiter_paused_for_s=0.0,
         pump_running=False,

@@ -18,7 +18,7 @@ from worker.keys import CONSUMER_GROUP, Keys
 from worker.pump import decode_entry
 from worker.schema import ContactEvent, decode_event, encode_event
 from worker.stamp import Order, order_key, parse_stamp, stamp
-from worker.store import Begun, Claim, IngestResult, InvalidEntry, MergeStore
+from worker.store import Begun, Claim, Claimed, IngestResult, InvalidEntry, MergeStore
 
 EMAIL = "jon@example.com"
 T0 = dt.datetime(2026, 11, 29, 13, 0, 0, tzinfo=dt.UTC)
@@ -63,7 +63,7 @@ def contact_hash(store: MergeStore, email: str = EMAIL) -> dict[str, str]:
 
 
 def claim_one(store: MergeStore, email: str = EMAIL) -> Claim:
-    _, claims = store.claim_due(max_leases=100, lease_s=LEASE_S)
+    claims = store.claim_due(max_leases=100, lease_s=LEASE_S).claims
     assert [claim.email for claim in claims] == [email]
     return claims[0]
 
@@ -245,20 +245,21 @@ def test_claim_due_respects_max_leases(store: MergeStore) -> None:
     """At most max_leases emails are leased at once; more are claimed only when leases end."""
     emails = [f"user{n}@example.com" for n in range(3)]
     ingest(store, *(event(0, email=email) for email in emails))
-    expired, claims = store.claim_due(max_leases=2, lease_s=LEASE_S)
-    assert expired == 0
+    claimed = store.claim_due(max_leases=2, lease_s=LEASE_S)
+    claims = claimed.claims
+    assert claimed.expired == 0
     assert len(claims) == 2
-    assert store.claim_due(max_leases=2, lease_s=LEASE_S) == (0, [])
+    assert store.claim_due(max_leases=2, lease_s=LEASE_S) == Claimed()
     begin(store, claims[0])
     finish(store, claims[0])
-    _, more = store.claim_due(max_leases=2, lease_s=LEASE_S)
+    more = store.claim_due(max_leases=2, lease_s=LEASE_S).claims
     assert [claim.email for claim in more] == sorted(set(emails) - {c.email for c in claims})
 
 
 def test_not_yet_due_emails_are_not_claimed(store: MergeStore) -> None:
     """An email still inside its debounce is not claimed."""
     ingest(store, event(0), debounce_s=60)
-    assert store.claim_due(max_leases=10, lease_s=LEASE_S) == (0, [])
+    assert store.claim_due(max_leases=10, lease_s=LEASE_S) == Claimed()
 
 
 def test_expired_leases_return_to_due(store: MergeStore) -> None:
@@ -266,8 +267,9 @@ def test_expired_leases_return_to_due(store: MergeStore) -> None:
     ingest(store, event(0, firstName="A"))
     old = claim_one(store)
     store.redis.zadd(store.keys.leases, {EMAIL: 0})  # the lease ran out long ago
-    expired, claims = store.claim_due(max_leases=10, lease_s=LEASE_S)
-    assert expired == 1
+    claimed = store.claim_due(max_leases=10, lease_s=LEASE_S)
+    claims = claimed.claims
+    assert claimed.expired == 1
     assert [claim.email for claim in claims] == [EMAIL]
     assert claims[0].lease != old.lease
     assert begin(store, old).status == "stale"
@@ -278,19 +280,25 @@ def test_lease_tokens_are_unique_even_within_one_millisecond(store: MergeStore) 
     """An email whose lease expires and is claimed again in the same millisecond gets a new token."""
     ingest(store, event(0, firstName="A"))
     claim_script = load_script(store.redis, "claim")
-    keys = [store.keys.due, store.keys.leases, store.keys.claims]
-    args = [store.keys.contact(""), 10, int(LEASE_S * 1000)]
+    keys = [
+        store.keys.due,
+        store.keys.leases,
+        store.keys.lease_tokens,
+        store.keys.claims,
+        store.keys.rate_pause,
+    ]
+    args = [10, int(LEASE_S * 1000)]
     # One transaction: claim, let the lease run out, claim again, all within microseconds.
     pipe = store.redis.pipeline(transaction=True)
     claim_script(keys=keys, args=args, client=pipe)
     pipe.zadd(store.keys.leases, {EMAIL: 0})
     claim_script(keys=keys, args=args, client=pipe)
     first, _, second = pipe.execute()
-    assert first[1:2] == second[1:2] == [EMAIL.encode()]
+    assert first[2:3] == second[2:3] == [EMAIL.encode()]
     assert second[0] == 1
-    assert first[2] != second[2]
-    assert begin(store, Claim(EMAIL, first[2].decode())).status == "stale"
-    assert begin(store, Claim(EMAIL, second[2].decode())).status == "send"
+    assert first[3] != second[3]
+    assert begin(store, Claim(EMAIL, first[3].decode())).status == "stale"
+    assert begin(store, Claim(EMAIL, second[3].decode())).status == "send"
 
 
 def test_begin_with_a_lost_lease_is_stale(store: MergeStore) -> None:
@@ -314,7 +322,7 @@ def test_a_lease_token_begins_sending_only_once(store: MergeStore) -> None:
     assert begin(store, claim) == Begun("stale")
     assert contact_hash(store) == before
     store.redis.zadd(store.keys.leases, {EMAIL: 0})  # the lease runs out
-    _, (again,) = store.claim_due(max_leases=10, lease_s=LEASE_S)
+    (again,) = store.claim_due(max_leases=10, lease_s=LEASE_S).claims
     assert begin(store, again).attributes == {"email": EMAIL, "firstName": "A"}
 
 
@@ -344,7 +352,7 @@ def test_confirmed_equal_values_are_unchanged_without_payload(store: MergeStore)
     claim = claim_one(store)
     assert begin(store, claim) == Begun("unchanged", merged_events=2)
     assert store.redis.zscore(store.keys.leases, EMAIL) is None
-    assert "m:lease" not in contact_hash(store)
+    assert store.redis.hget(store.keys.lease_tokens, EMAIL) is None
     assert int(store.redis.hget(store.keys.stats, "unchanged") or 0) == 1
 
 
@@ -376,8 +384,9 @@ def test_success_moves_values_to_confirmed_with_ttl(store: MergeStore) -> None:
     assert "c:email" not in state  # the key holds it; m:known says ActiveCampaign has it
     assert state["m:known"] == "1"
     assert not any(k.startswith(("p:", "f:")) for k in state)
-    for gone in ("m:lease", "m:begun", "m:attempt", "m:since", "m:fn"):
+    for gone in ("m:begun", "m:attempt", "m:since", "m:fn"):
         assert gone not in state
+    assert store.redis.hget(store.keys.lease_tokens, EMAIL) is None
     assert 0 < store.redis.pttl(store.keys.contact(EMAIL)) <= TTL_S * 1000
     assert store.redis.zscore(store.keys.leases, EMAIL) is None
     assert due_score(store) is None
@@ -530,7 +539,7 @@ def test_dead_worker_in_flight_values_merge_into_the_next_begin(store: MergeStor
     begin(store, old)
     ingest(store, event(1, firstName="B"))
     store.redis.zadd(store.keys.leases, {EMAIL: 0})
-    _, (claim,) = store.claim_due(max_leases=10, lease_s=LEASE_S)
+    (claim,) = store.claim_due(max_leases=10, lease_s=LEASE_S).claims
     begun = begin(store, claim)
     assert begun.attributes == {"email": EMAIL, "firstName": "B", "lastName": "L"}
     assert begun.merged_events == 2

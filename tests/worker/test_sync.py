@@ -111,7 +111,7 @@ def change(store: MergeStore, at_s: float = 0, **contact: Any) -> Claim:
     """Ingest one change to EMAIL and claim it."""
     _, text = encode_event({"email": EMAIL, **contact}, occurred_at=T0 + dt.timedelta(seconds=at_s))
     store.ingest([(f"{next(_entry_ms)}-0", decode_event(text))], [], debounce_s=0)
-    _, claims = store.claim_due(max_leases=10, lease_s=60)
+    claims = store.claim_due(max_leases=10, lease_s=60).claims
     assert [claim.email for claim in claims] == [EMAIL]
     return claims[0]
 
@@ -129,7 +129,7 @@ def test_synced_outcome(store: MergeStore, run: Run) -> None:
         occurred_at=T0 + dt.timedelta(seconds=1),
     )
     store.ingest([("1-0", decode_event(text)), ("2-0", decode_event(text2))], [], debounce_s=0)
-    _, (claim,) = store.claim_due(max_leases=10, lease_s=60)
+    (claim,) = store.claim_due(max_leases=10, lease_s=60).claims
     client = FakeClient(CREATED)
     outcome = run(client, claim)
     assert outcome.event == "contact.synced"
@@ -202,7 +202,7 @@ def test_retry_resends_the_change_with_the_next_attempt(store: MergeStore, run: 
     claim = change(store, 0, firstName="A")
     run(FakeClient(ApiServerError(500)), claim)
     store.redis.zadd(store.keys.due, {EMAIL: 0})
-    _, (again,) = store.claim_due(max_leases=10, lease_s=60)
+    (again,) = store.claim_due(max_leases=10, lease_s=60).claims
     client = FakeClient(CREATED)
     outcome = run(client, again)
     assert outcome.event == "contact.synced"
@@ -274,18 +274,22 @@ def test_429_pauses_every_worker(
 def test_exhausted_limiter_defers_without_counting_an_attempt(
     store: MergeStore, run: Run, limiter: RateLimiter
 ) -> None:
-    """When no slot comes within the lease, the change is handed back as contact.sync_deferred."""
-    limiter.pause(3600)
+    """When no slot comes within the wait, the change is handed back as contact.sync_deferred, due when the pause ends: not at once, which made a long Retry-After spin."""
     claim = change(store, 0, firstName="A")
+    limiter.pause(3600)  # a 429 paused everyone after the email was leased
     client = FakeClient()
     outcome = run(client, claim)
     assert outcome.event == "contact.sync_deferred"
     assert outcome.level == "debug"
+    assert 3590 < outcome.fields["retry_in_s"] <= 3600
     assert client.sent == []
     assert store.redis.hget(store.keys.contact(EMAIL), "m:attempt") is None
-    assert store.redis.zscore(store.keys.due, EMAIL) is not None
+    due_ms = store.redis.zscore(store.keys.due, EMAIL)
+    assert due_ms is not None
+    assert due_ms >= redis_now_ms(store.redis) + 3590 * 1000
     store.redis.delete(store.keys.rate_pause)
-    _, (again,) = store.claim_due(max_leases=10, lease_s=60)
+    store.redis.zadd(store.keys.due, {EMAIL: 0})  # the hour has passed
+    (again,) = store.claim_due(max_leases=10, lease_s=60).claims
     client = FakeClient(CREATED)
     assert run(client, again).fields["attempt"] == 1
     assert client.sent == [{"email": EMAIL, "firstName": "A"}]

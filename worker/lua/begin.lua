@@ -1,13 +1,15 @@
 --[[ begin.lua: start the sync of one email: pending -> in flight, minus what is confirmed.
 
 KEYS[1] contact HASH   KEYS[2] leases ZSET   KEYS[3] due ZSET   KEYS[4] stats HASH
+KEYS[5] lease tokens HASH (email -> token)
 ARGV[1] email   ARGV[2] lease token   ARGV[3] lease length (ms)   ARGV[4] confirmed TTL (ms, 0 = keep)
 
 Hash layout (values and stamps: _layout.lua): p:<code> pending, f:<code> in flight,
-c:<code> confirmed; m:n merged pending events, m:fn merged in-flight events, m:lease lease
-token, m:attempt failed attempts so far, m:since ms of the first attempt, m:known 1 once
-ActiveCampaign confirmed this contact, m:begun the lease token that began sending (cleared
-by finish.lua).
+c:<code> confirmed; m:n merged pending events, m:fn merged in-flight events, m:attempt
+failed attempts so far, m:since ms of the first attempt, m:known 1 once ActiveCampaign
+confirmed this contact, m:begun the lease token that began sending (cleared by finish.lua).
+The lease token itself lives in KEYS[5], not in the hash: claim.lua can then hand out
+leases without touching contact hashes it could not declare.
 
 Guarantees: only the lease holder proceeds, and only once per token (so a crashed attempt's
 request is never overtaken under the same lease); the lease is renewed; pending merges into
@@ -18,15 +20,13 @@ Returns {'stale'} | {'unchanged', merged} |
         {'send', merged, attempt, known, since_ms, now_ms, attr1, value1, ...}.
 ]]
 local key, email, token = KEYS[1], ARGV[1], ARGV[2]
-local lease = redis.call('HMGET', key, 'm:lease', 'm:begun')
-if lease[1] ~= token then return {'stale'} end
+if redis.call('HGET', KEYS[5], email) ~= token then return {'stale'} end
 -- A token that already began is a redelivered task whose first run died mid-sync (Celery
 -- requeues it at once: task_reject_on_worker_lost). That request may still be in flight at
 -- the API, so a second one now could overtake it; the email is sent again when the lease
 -- runs out (claim.lua), as after any crash.
-if lease[2] == token then return {'stale'} end
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+if redis.call('HGET', key, 'm:begun') == token then return {'stale'} end
+local now = now_ms()
 redis.call('ZADD', KEYS[2], 'XX', now + tonumber(ARGV[3]), email)
 
 local fields = redis.call('HGETALL', key)
@@ -73,8 +73,9 @@ for name, stored in pairs(h) do
 end
 
 if #send == 0 then
-  redis.call('HDEL', key, 'm:fn', 'm:lease', 'm:attempt', 'm:since')
+  redis.call('HDEL', key, 'm:fn', 'm:attempt', 'm:since')
   redis.call('ZREM', KEYS[2], email)
+  redis.call('HDEL', KEYS[5], email)
   redis.call('HINCRBY', KEYS[4], 'unchanged', 1)
   local ttl = tonumber(ARGV[4])
   if ttl > 0 then redis.call('PEXPIRE', key, ttl) end

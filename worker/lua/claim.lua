@@ -1,38 +1,44 @@
 --[[ claim.lua: hand out leases on emails whose sync is due.
 
-KEYS[1] due ZSET   KEYS[2] leases ZSET   KEYS[3] claims counter STRING
-ARGV[1] key prefix of contact hashes ("<prefix>:contact:")
-ARGV[2] most leases that may exist at once (the rate budget for the near future)
-ARGV[3] lease length (ms)
+KEYS[1] due ZSET   KEYS[2] leases ZSET (email -> lease end, ms)
+KEYS[3] lease tokens HASH (email -> token)   KEYS[4] claims counter STRING
+KEYS[5] rate-limiter pause-until STRING (ms)
+ARGV[1] most leases that may exist at once (the rate budget for the near future)
+ARGV[2] lease length (ms)
 
-Guarantees: an email is in at most one of due and leases; a claimed email carries a fresh
-lease token in its hash (never reused: the claims counter is part of it), so only the
-holder of that token may complete its sync. Leases whose time has run out (a worker died
-mid-sync) return to due first, so they are claimed again.
-Returns {expired lease count, email1, token1, email2, token2, ...}.
+Every key it touches is declared, so the script is legal on Redis Cluster when the prefix
+is a hash tag. Guarantees: an email is in at most one of due and leases; a claimed email
+gets a fresh token (never reused: the claims counter is part of it), so only the holder
+of that token may begin and complete its sync. Leases whose time has run out (a worker
+died mid-sync) return to due first, so they are claimed again. While the limiter is
+paused (a 429's Retry-After) nothing is claimed: a lease then could only wait or be
+handed back, and handing back every 100 ms is how a long pause used to spin.
+Returns {expired lease count, ms left of the pause (0 if none), email1, token1, ...}.
 ]]
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local prefix, budget, lease = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+local now = now_ms()
+local budget, lease = tonumber(ARGV[1]), tonumber(ARGV[2])
 
 local expired = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now)
 for _, email in ipairs(expired) do
   redis.call('ZREM', KEYS[2], email)
-  redis.call('HDEL', prefix .. email, 'm:lease')
+  redis.call('HDEL', KEYS[3], email)
   redis.call('ZADD', KEYS[1], now, email)
 end
 
-local result = {#expired}
+local pause = tonumber(redis.call('GET', KEYS[5]) or '0')
+if pause > now then return {#expired, pause - now} end
+
+local result = {#expired, 0}
 local room = budget - redis.call('ZCARD', KEYS[2])
 if room <= 0 then return result end
 local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, room)
 for _, email in ipairs(due) do
   -- A counter, not the time alone: an email claimed again within the same millisecond must
   -- not get its predecessor's token, or an old task would pass as holder.
-  local token = now .. '-' .. redis.call('INCR', KEYS[3])
+  local token = now .. '-' .. redis.call('INCR', KEYS[4])
   redis.call('ZREM', KEYS[1], email)
   redis.call('ZADD', KEYS[2], now + lease, email)
-  redis.call('HSET', prefix .. email, 'm:lease', token)
+  redis.call('HSET', KEYS[3], email, token)
   result[#result + 1] = email
   result[#result + 1] = token
 end

@@ -1,12 +1,13 @@
 --[[ finish.lua: complete one sync attempt as success, retry or dead letter.
 
 KEYS[1] contact HASH   KEYS[2] leases ZSET   KEYS[3] due ZSET   KEYS[4] dead-letter stream
-KEYS[5] stats HASH
+KEYS[5] stats HASH   KEYS[6] lease tokens HASH (email -> token)
 ARGV[1] email   ARGV[2] lease token   ARGV[3] outcome: 'success' | 'retry' | 'dead'
 ARGV[4] retry delay (ms)   ARGV[5] count this as a failed attempt (1/0)
 ARGV[6] confirmed TTL (ms, 0 = keep)
 ARGV[7] dead-letter reason   ARGV[8] HTTP status or ""   ARGV[9] errors (JSON)
 ARGV[10] stats counter to increment ("" for none)
+ARGV[11] most dead letters kept   ARGV[12] oldest dead letter kept (age, ms)
 
 Guarantees: only the lease holder completes (a stale holder changes nothing). Success moves
 in-flight values to confirmed. Retry merges in-flight values back under any newer pending
@@ -15,9 +16,8 @@ Changes that arrived while in flight are due at once: at most one request per em
 flight, and a follow-up sync sends them. Returns 'stale' or the outcome.
 ]]
 local key, email, token, outcome = KEYS[1], ARGV[1], ARGV[2], ARGV[3]
-if redis.call('HGET', key, 'm:lease') ~= token then return 'stale' end
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+if redis.call('HGET', KEYS[6], email) ~= token then return 'stale' end
+local now = now_ms()
 
 local fields = redis.call('HGETALL', key)
 local h = {}
@@ -31,8 +31,9 @@ for name, stored in pairs(h) do
   end
 end
 
-redis.call('HDEL', key, 'm:lease', 'm:begun')
+redis.call('HDEL', key, 'm:begun')
 redis.call('ZREM', KEYS[2], email)
+redis.call('HDEL', KEYS[6], email)
 
 if outcome == 'retry' then
   for code, stored in pairs(inflight) do
@@ -64,6 +65,7 @@ else
       'errors', ARGV[9], 'attributes', cjson.encode(attributes), 'attempts',
       tonumber(h['m:attempt'] or '0') + 1, 'first_attempt_at', h['m:since'] or now, 'dead_at', now)
     redis.call('HINCRBY', KEYS[5], 'dead_lettered', 1)
+    trim_dead_letters(KEYS[4], KEYS[5], now, tonumber(ARGV[11]), tonumber(ARGV[12]))
   end
   redis.call('HDEL', key, 'm:fn', 'm:attempt', 'm:since')
   if redis.call('HEXISTS', key, 'm:n') == 1 then

@@ -7,6 +7,7 @@ then V times:  entry id, contact key index (into KEYS), email, stamp (_layout.lu
                attribute count A, A pairs of attribute name and value (the email not among them)
 then:          number of invalid entries I
 then I times:  entry id, errors (JSON), raw entry (truncated), event id or ""
+then:          most dead letters kept, oldest dead letter kept (age, ms)
 
 Guarantees, atomically per batch:
 - per attribute, last write wins by stamp (occurred_at, then stream position); an event
@@ -19,8 +20,7 @@ Guarantees, atomically per batch:
   so an entry is never merged twice and never lost.
 Returns {merged events, stale events, invalid entries}.
 ]]
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now = now_ms()
 local group = ARGV[1]
 local debounce = tonumber(ARGV[2])
 local i = 3
@@ -68,6 +68,10 @@ for _ = 1, invalid do
     'event_id', event_id, 'entry', entry, 'dead_at', now)
   redis.call('XACK', KEYS[1], group, entry)
   redis.call('XDEL', KEYS[1], entry)
+end
+
+if invalid > 0 then
+  trim_dead_letters(KEYS[4], KEYS[5], now, tonumber(ARGV[i]), tonumber(ARGV[i + 1]))
 end
 
 if merged + stale > 0 then redis.call('HINCRBY', KEYS[5], 'events_ingested', merged + stale) end

@@ -4,8 +4,7 @@ KEYS[1] pause-until STRING (ms, Redis clock)   ARGV[1] pause length (ms)
 Guarantees: a pause only ever grows; it never shortens one already in force.
 Returns the pause-until time in ms.
 ]]
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now = now_ms()
 local target = now + tonumber(ARGV[1])
 local current = tonumber(redis.call('GET', KEYS[1]) or '0')
 if current >= target then return current end

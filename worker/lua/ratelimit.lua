@@ -7,8 +7,7 @@ Uses the Redis server's clock, so hosts with skewed clocks still share one timel
 Guarantees: no more than ARGV[1] slots are handed out in any window of ARGV[2] ms, and none
 before the pause a 429 set has run out. Returns 0 when a slot was taken, else the ms to wait.
 ]]
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now = now_ms()
 local pause = tonumber(redis.call('GET', KEYS[2]) or '0')
 if pause > now then return pause - now end
 local limit, window = tonumber(ARGV[1]), tonumber(ARGV[2])
