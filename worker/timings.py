@@ -105,7 +105,7 @@ class Timings:
 
     def check(self) -> None:
         """Raise ConfigError, naming the variable to change, if an invariant does not hold."""
-        if self.limiter_max_wait_s < 1.0:
+        if self.limiter_max_wait_s < 1.0 - 1e-9:  # float sums of exact minimums
             needed = 2 * self.http_timeout_s + self.bookkeeping_s + self.kill_margin_s + 1.0
             raise ConfigError(
                 "CONTACT_SYNC_LEASE_S",
