@@ -31,6 +31,7 @@ class PumpLock:
         self.token = f"{node}/{uuid.uuid4().hex}"
         # thread_local=False: the token belongs to the pump, whichever thread renews it.
         self._lock = client.lock(keys.pump_lock, timeout=ttl_s, thread_local=False)
+        self.stop_requested = False
 
     def acquire(self) -> bool:
         """Take the lock if no pump holds it. Never waits."""
@@ -42,7 +43,8 @@ class PumpLock:
             self._lock.reacquire()
         except LockError:
             return False
-        return text(self.redis.get(self.keys.pump_stop) or b"") != self.token
+        self.stop_requested = text(self.redis.get(self.keys.pump_stop) or b"") == self.token
+        return not self.stop_requested
 
     def release(self) -> None:
         """Clear a stop request for this pump, then give the lock up (already lost is fine)."""

@@ -83,10 +83,13 @@ def run_pump_task(app: ContactSyncCelery, *, node: str) -> dict[str, Any]:
         report = worker_pump.run(lock)
     finally:
         lock.release()
-    # Hand over at once instead of waiting for the next trigger tick, so due syncs keep
-    # flowing. The trigger key tells the trigger threads that a pump is already on its way.
-    runtime.redis.set(runtime.keys.pump_trigger, consumer, px=int(timings.trigger_ttl_s * 1000))
-    enqueue_pump(app)
+    if not lock.stop_requested:
+        # Hand over at once instead of waiting for the next trigger tick, so due syncs keep
+        # flowing. The trigger key tells the triggers that a pump is already on its way. A
+        # pump stopped by its worker's shutdown leaves it to the other workers' triggers,
+        # which start one within a tick of the lock's release.
+        runtime.redis.set(runtime.keys.pump_trigger, consumer, px=int(timings.trigger_ttl_s * 1000))
+        enqueue_pump(app)
     summary = report.as_dict()
     if any(value for name, value in summary.items() if name != "cycles"):
         log.info("pump.report", **summary)

@@ -116,6 +116,7 @@ class Traffic:
                 "max_per_second": max_per_second,
                 "max_in_flight_per_email": self._max_in_flight_per_email,
                 "max_in_flight": self._max_in_flight,
+                "in_flight": self._in_flight,
                 "ignored_attributes": self._ignored_attributes,
                 "unknown_field_values": self._unknown_field_values,
                 "first_request_at": self._first_request_at,
