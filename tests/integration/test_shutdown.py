@@ -42,7 +42,8 @@ def test_an_idle_worker_exits_within_seconds_of_sigterm(
     time.sleep(1)  # well inside the window
     exit_s = _sigterm_and_time_exit(worker)
     print(f"\nidle worker exited {exit_s:.2f} s after SIGTERM (pump window 30 s)")
-    assert worker.process is not None and worker.process.returncode == 0
+    assert worker.process is not None
+    assert worker.process.returncode == 0
     assert exit_s < 5.0
     assert worker.events_named("worker.pump_stop_requested")
     assert redis_conn.get(keys.pump_lock) is None  # released, not left to expire
@@ -64,7 +65,8 @@ def test_a_busy_worker_exits_when_its_requests_end_and_loses_nothing(
     exit_s = _sigterm_and_time_exit(busy)
     in_flight_at_exit = emulator_admin.stats()["in_flight"]
     print(f"\nbusy worker exited {exit_s:.2f} s after SIGTERM (requests take 1.5 s)")
-    assert busy.process is not None and busy.process.returncode == 0
+    assert busy.process is not None
+    assert busy.process.returncode == 0
     assert exit_s < 10.0
     assert in_flight_at_exit == 0  # it waited for its requests instead of abandoning them
     assert busy.events_named("contact.synced")  # the requests in flight completed and were recorded

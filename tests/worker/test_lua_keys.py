@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
@@ -57,8 +57,8 @@ class OnlyDeclaredKeys:
 
 
 @pytest.fixture
-def guard(redis_client: redis.Redis, redis_url: str) -> Iterator[OnlyDeclaredKeys]:
-    yield OnlyDeclaredKeys(redis_client, redis_url)
+def guard(redis_client: redis.Redis, redis_url: str) -> OnlyDeclaredKeys:
+    return OnlyDeclaredKeys(redis_client, redis_url)
 
 
 def event(at_s: float, email: str, **contact: Any) -> Any:
@@ -92,7 +92,7 @@ def test_every_script_touches_only_its_declared_keys(
     emails = ["a@example.com", "b@example.com", "c@example.com"]
     valid = [(f"{n + 1}-0", event(n, email, firstName="A")) for n, email in enumerate(emails)]
     invalid = [InvalidEntry("9-0", {"x": ["bad"]}, "raw")]
-    for entry_id, _ in valid + [("9-0", None)]:
+    for entry_id, _ in [*valid, ("9-0", None)]:
         redis_client.xadd(keys.events, {"event": "x"}, id=entry_id)
     redis_client.xreadgroup("workers", "c1", {keys.events: ">"})
     store.ingest(valid, invalid, debounce_s=0)
