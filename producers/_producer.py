@@ -4,23 +4,28 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any, NamedTuple
 
 import redis
 
 from worker.errors import EnqueueError, InvalidContactEvent
 from worker.keys import Keys
+from worker.redis_client import connect
 from worker.schema import encode_event
 from worker.settings import Settings
 
-__all__ = ["ContactSyncProducer", "PreparedEvent"]
+__all__ = ["MAX_CHUNK", "ContactSyncProducer", "PreparedEvent"]
 
-_PIPELINE_CHUNK = 1000
+#: The most events one script call appends. A call runs atomically, so this also bounds how
+#: long one write keeps every other Redis client waiting.
+MAX_CHUNK = 1000
 # One XADD per argument, in order, in one round trip. A pipeline of 1,000 XADDs costs
 # redis-py about 17 µs per event to pack and parse; this script about 6 µs (make bench).
 _XADD_MANY = """
 -- KEYS[1] events stream; ARGV: encoded events. Appends each as `event`, in order.
+-- Guarantees: runs atomically, and the XADDs differ only in their value, so a call appends
+-- all of ARGV, or none of it when the first XADD fails (wrong key type, out of memory).
 for n = 1, #ARGV do redis.call('XADD', KEYS[1], '*', 'event', ARGV[n]) end
 return #ARGV
 """
@@ -68,9 +73,7 @@ class ContactSyncProducer:
     ) -> None:
         self.keys = Keys(key_prefix)
         self.source = source
-        self.redis = client or redis.Redis.from_url(
-            redis_url, socket_timeout=socket_timeout_s, socket_connect_timeout=socket_timeout_s
-        )
+        self.redis = client or connect(redis_url, timeout_s=socket_timeout_s)
         self._xadd_many = self.redis.register_script(_XADD_MANY)
 
     @classmethod
@@ -154,10 +157,11 @@ class ContactSyncProducer:
         occurred_at: dt.datetime | None = None,
         source: str | None = None,
     ) -> int:
-        """Enqueue many API-shaped contact dicts with pipelined writes. Returns the count.
+        """Enqueue many API-shaped contact dicts, 1,000 per round trip. Returns the count.
 
         Every contact is validated before anything is written, so an InvalidContactEvent
-        (whose messages are keyed by the contact's index) means nothing was enqueued.
+        (whose messages are keyed by the contact's index) means nothing was enqueued. An
+        EnqueueError means the first ``written`` contacts were enqueued (see write_encoded).
         """
         encoded: list[str] = []
         # One time for the batch: events of one email in it tie on occurred_at, and the
@@ -178,14 +182,25 @@ class ContactSyncProducer:
         self.write_encoded(encoded)
         return len(encoded)
 
-    def write_encoded(self, encoded: list[str]) -> None:
-        """Append already-encoded events, in order, 1,000 per round trip. Raises EnqueueError."""
-        try:
-            for start in range(0, len(encoded), _PIPELINE_CHUNK):
-                chunk = encoded[start : start + _PIPELINE_CHUNK]
+    def write_encoded(self, encoded: Sequence[str]) -> None:
+        """Append already-encoded events in order, in chunks of at most ``MAX_CHUNK`` (1,000).
+
+        Each chunk is one script call, so it is written entirely or not at all. When one
+        fails, the earlier chunks stay written and EnqueueError says how many events they
+        held (``written``): resume with ``encoded[written:]``.
+        """
+        written = 0
+        for start in range(0, len(encoded), MAX_CHUNK):
+            chunk = encoded[start : start + MAX_CHUNK]
+            try:
                 self._xadd_many(keys=[self.keys.events], args=chunk)
-        except redis.RedisError as exc:
-            raise EnqueueError(f"could not enqueue events: {type(exc).__name__}: {exc}") from exc
+            except redis.RedisError as exc:
+                raise EnqueueError(
+                    f"could not enqueue events {written + 1:,} to {written + len(chunk):,} "
+                    f"of {len(encoded):,}: {type(exc).__name__}: {exc}",
+                    written=written,
+                ) from exc
+            written += len(chunk)
 
     def close(self) -> None:
         self.redis.close()

@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+import ast
 import importlib
+import importlib.util
 import pkgutil
+import types
+from importlib import metadata
+from pathlib import Path
 
 import pytest
 
 import producers
 import worker
+import worker.cli
 
+# Sub-packages too: worker.cli and its modules.
 WORKER_MODULES = sorted(
-    info.name for info in pkgutil.iter_modules(worker.__path__, prefix="worker.")
+    info.name for info in pkgutil.walk_packages(worker.__path__, prefix="worker.")
 )
 
 
@@ -73,9 +80,53 @@ def test_producers_names_are_importable() -> None:
 
 
 def test_worker_modules_are_found() -> None:
-    """The module walk below sees the documented modules."""
+    """The module walk below sees the documented modules, the CLI's among them."""
     for name in ("settings", "errors", "schema", "store", "ratelimit", "backoff", "client"):
         assert f"worker.{name}" in WORKER_MODULES
+    for name in ("app", "importer", "import_source", "render", "progress"):
+        assert f"worker.cli.{name}" in WORKER_MODULES
+
+
+def test_cli_exports_only_main() -> None:
+    """worker.cli's public surface is exactly main(); its submodules are not names."""
+    assert worker.cli.__all__ == ["main"]
+    public = {
+        name
+        for name, value in vars(worker.cli).items()
+        if not name.startswith("_") and not isinstance(value, types.ModuleType)
+    }
+    assert public - {"annotations"} == {"main"}  # from __future__ import annotations
+
+
+@pytest.mark.parametrize(
+    "module_name", [name for name in WORKER_MODULES if not f"{name}.".startswith("worker.cli.")]
+)
+def test_engine_modules_never_import_the_cli(module_name: str) -> None:
+    """No engine module imports worker.cli: the operator tools sit on the engine, not in it."""
+    spec = importlib.util.find_spec(module_name)
+    assert spec is not None
+    assert spec.origin is not None
+    tree = ast.parse(Path(spec.origin).read_text("utf-8"))
+    imported = [
+        alias.name
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Import)
+        for alias in node.names
+    ]
+    imported += [
+        f"{node.module}.{alias.name}"
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ImportFrom) and node.module
+        for alias in node.names
+    ]
+    assert [name for name in imported if f"{name}.".startswith("worker.cli.")] == []
+
+
+def test_console_script_runs_worker_cli_main() -> None:
+    """The installed `contact-sync` script's entry point is worker.cli:main."""
+    (script,) = metadata.entry_points(group="console_scripts", name="contact-sync")
+    assert script.value == "worker.cli:main"
+    assert script.load() is worker.cli.main
 
 
 @pytest.mark.parametrize("module_name", WORKER_MODULES)

@@ -3,7 +3,7 @@
     ContactSyncError
      ├── ConfigError               a setting is missing or malformed (names the variable)
      ├── InvalidContactEvent       an event failed validation (also a ValueError)
-     ├── EnqueueError              a producer could not reach Redis
+     ├── EnqueueError              a producer could not reach Redis; carries written
      └── ApiError                  talking to ActiveCampaign failed
           ├── ApiTransportError    timeout, refused connection, broken response   (retryable)
           ├── RateLimited          429; carries retry_after_s                     (retryable)
@@ -61,7 +61,16 @@ class InvalidContactEvent(ContactSyncError, ValueError):
 
 
 class EnqueueError(ContactSyncError):
-    """A producer could not write the event to Redis; nothing was enqueued."""
+    """A producer could not write events to Redis.
+
+    ``written`` counts the events enqueued before the failure: always a whole number of
+    chunks from the start of the call, in order, so a caller can resume at ``written``.
+    0 for a single event, which is then not enqueued.
+    """
+
+    def __init__(self, message: str, *, written: int = 0) -> None:
+        self.written = written
+        super().__init__(message)
 
 
 class ApiError(ContactSyncError):

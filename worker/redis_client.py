@@ -15,23 +15,25 @@ import redis
 
 from worker.errors import ConfigError
 
-__all__ = ["CONNECT_TIMEOUT_S", "REPLY_TIMEOUT_S", "connect", "redacted_url", "text"]
+__all__ = ["TIMEOUT_S", "connect", "redacted_url", "text"]
 
-CONNECT_TIMEOUT_S = 5.0
-REPLY_TIMEOUT_S = 5.0
+TIMEOUT_S = 5.0
 HEALTH_CHECK_INTERVAL_S = 15
 
 
-def connect(url: str, *, variable: str = "CONTACT_SYNC_REDIS_URL") -> redis.Redis:
-    """A client for ``url``; a URL redis-py cannot parse raises ConfigError naming ``variable``.
+def connect(
+    url: str, *, timeout_s: float = TIMEOUT_S, variable: str = "CONTACT_SYNC_REDIS_URL"
+) -> redis.Redis:
+    """A client for ``url`` that gives up after ``timeout_s`` to connect or for a reply.
 
-    No connection is made until the first command.
+    A URL redis-py cannot parse raises ConfigError naming ``variable``. No connection is
+    made until the first command.
     """
     try:
         return redis.Redis.from_url(
             url,
-            socket_connect_timeout=CONNECT_TIMEOUT_S,
-            socket_timeout=REPLY_TIMEOUT_S,
+            socket_connect_timeout=timeout_s,
+            socket_timeout=timeout_s,
             health_check_interval=HEALTH_CHECK_INTERVAL_S,
         )
     except ValueError as exc:

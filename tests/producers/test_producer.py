@@ -168,6 +168,30 @@ def test_send_many_gives_each_event_a_distinct_version_4_uuid_and_one_time(
     assert before <= dt.datetime.fromisoformat(occurred) <= dt.datetime.now(dt.UTC)
 
 
+def test_a_failed_chunk_keeps_the_earlier_ones_and_says_how_many(
+    producer, redis_client, key_prefix, monkeypatch
+):
+    """When the 2nd chunk of 1,000 fails, EnqueueError.written is 1,000, exactly the first 1,000 events are on the stream, and resuming from there writes the rest once."""
+    script, calls = producer._xadd_many, []
+
+    def second_chunk_fails(**arguments: Any) -> Any:
+        calls.append(arguments)
+        if len(calls) == 2:
+            raise redis.ConnectionError("connection lost")
+        return script(**arguments)
+
+    monkeypatch.setattr(producer, "_xadd_many", second_chunk_fails)
+    contacts = [{"email": f"user{i}@example.com"} for i in range(2500)]
+    with pytest.raises(EnqueueError) as info:
+        producer.send_many(contacts)
+    assert info.value.written == 1000
+    assert isinstance(info.value.__cause__, redis.ConnectionError)
+    assert [e["contact"] for e in read_events(redis_client, key_prefix)] == contacts[:1000]
+
+    assert producer.send_many(contacts[info.value.written :]) == 1500
+    assert [e["contact"] for e in read_events(redis_client, key_prefix)] == contacts
+
+
 def test_send_many_of_nothing_writes_nothing(producer, redis_client, key_prefix):
     """send_many of an empty iterable returns 0 and creates no stream."""
     assert producer.send_many([]) == 0

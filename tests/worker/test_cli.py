@@ -17,6 +17,7 @@ import redis
 
 from tests._redis_server import free_port
 from worker.cli import main
+from worker.cli.render import status_text
 from worker.schema import decode_event
 from worker.stamp import order_key
 from worker.status import Status
@@ -154,6 +155,18 @@ def test_cli_does_not_import_celery() -> None:
     assert subprocess.run([sys.executable, "-c", code], timeout=60).returncode == 0
 
 
+def test_status_text_lists_figures_it_has_no_place_for() -> None:
+    """A figure `status` does not know yet is still printed, after the known ones; a missing one is left out."""
+    figures = {"stream_backlog": 3, "pump_running": True, "dead_letters_trimmed": 7, "counters": {}}
+
+    text = status_text(figures)
+
+    assert value_of(text, "backlog") == "3"
+    assert value_of(text, "Pump running") == "yes"
+    assert value_of(text, "Dead letters trimmed") == "7"
+    assert "unacked" not in text
+
+
 # -- errors shared by every command ---------------------------------------------------------
 
 
@@ -184,6 +197,24 @@ def test_unreachable_redis_exits_1_with_one_line(
         assert err.count("\n") == 1
         assert "Traceback" not in err
         assert "s3cret" not in err
+
+
+@pytest.mark.parametrize("argv", [["-h"], ["--help"], ["dead-letters", "list", "-h"]])
+def test_help_prints_usage_and_exits_0(capsys: pytest.CaptureFixture[str], argv: list[str]) -> None:
+    """-h and --help print the usage of the command they follow and return 0."""
+    code, out, _ = run(capsys, *argv)
+
+    assert code == 0
+    assert out.startswith(f"Usage: contact-sync {' '.join(argv[:-1])}".rstrip())
+
+
+def test_usage_errors_exit_2_with_the_usage_line(capsys: pytest.CaptureFixture[str]) -> None:
+    """An unknown command or option prints the usage and the error on stderr and returns 2."""
+    for argv in (["no-such-command"], ["status", "--no-such-option"], []):
+        code, out, err = run(capsys, *argv)
+        assert code == 2, argv
+        assert out == ""
+        assert "Usage: contact-sync" in err
 
 
 def test_version(capsys: pytest.CaptureFixture[str]) -> None:
@@ -260,10 +291,13 @@ def test_enqueue_invalid_email_exits_2_with_the_message(
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["--field", "no-equals-sign"], "argument --field: expected ID=VALUE"),
-        (["--field", "6=a", "--field", "6=b"], "only once"),
-        (["--occurred-at", "2026-11-29T13:00:00"], "argument --occurred-at: needs a UTC offset"),
-        (["--occurred-at", "yesterday"], "argument --occurred-at: not an ISO 8601"),
+        (["--field", "no-equals-sign"], "'--field': expected ID=VALUE"),
+        (
+            ["--field", "6=a", "--field", "6=b"],
+            "'--field': each custom field may be given only once",
+        ),
+        (["--occurred-at", "2026-11-29T13:00:00"], "'--occurred-at': needs a UTC offset"),
+        (["--occurred-at", "yesterday"], "'--occurred-at': not an ISO 8601"),
     ],
 )
 def test_enqueue_rejects_malformed_options(
@@ -392,6 +426,31 @@ def test_replay_all_json(
     assert code == 0
     assert json.loads(out) == dict.fromkeys(ids, "replayed")
     assert len(events(redis_client, key_prefix)) == 3  # the raw event, then two sync changes
+
+
+def test_replay_all_and_purge_take_a_reason(
+    capsys: pytest.CaptureFixture[str], redis_client: redis.Redis, key_prefix: str
+) -> None:
+    """`replay --all --reason R` and `purge --reason R --yes` touch only the letters with reason R."""
+    invalid = [add_invalid_letter(redis_client, key_prefix) for _ in range(2)]
+    rejected = add_sync_letter(redis_client, key_prefix)
+
+    code, out, _ = run(
+        capsys, "dead-letters", "replay", "--all", "--reason", "api_rejected", "--json"
+    )
+    assert code == 0
+    assert json.loads(out) == {rejected: "replayed"}
+
+    code, out, _ = run(
+        capsys, "dead-letters", "purge", "--reason", "invalid_event", "--yes", "--json"
+    )
+    assert code == 0
+    assert json.loads(out) == {"purged": len(invalid)}
+    assert redis_client.xlen(f"{key_prefix}:dead") == 0
+
+    code, _, err = run(capsys, "dead-letters", "replay", "--reason", "x", rejected)
+    assert code == 2
+    assert "--reason goes with --all" in err
 
 
 def test_replay_unknown_id_exits_1(

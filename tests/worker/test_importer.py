@@ -1,4 +1,4 @@
-"""worker.importer and `contact-sync import`: files in, validated events on the stream."""
+"""worker.cli.importer and `contact-sync import`: files in, validated events on the stream."""
 
 from __future__ import annotations
 
@@ -15,13 +15,14 @@ from typing import Any
 import pytest
 import redis
 
+from producers import ContactSyncProducer
 from tests._redis_server import RedisServer, free_port
-from worker import importer
-from worker._progress import Progress, progress_text
 from worker.cli import main
-from worker.errors import EnqueueError
-from worker.importer import Record, RowMapping, plan_import, run_import
-from worker.keys import Keys
+from worker.cli.import_mapping import RowMapping
+from worker.cli.import_source import Record, plan_import
+from worker.cli.importer import ImportSummary, encode_record, run_import
+from worker.cli.progress import Progress, progress_text
+from worker.errors import EnqueueError, InvalidContactEvent
 
 T0 = dt.datetime(2026, 11, 29, 13, 0, tzinfo=dt.UTC)
 
@@ -210,8 +211,8 @@ def test_custom_field_errors_name_the_field_id():
     """A bad custom field value is reported as "field <id>", not by its index in fieldValues."""
     mapping = RowMapping(passthrough=True)
     record = Record(3, {"email": "a@example.com", "fieldValues": [{"field": "9", "value": 5}]})
-    with pytest.raises(importer.InvalidContactEvent) as caught:
-        importer.encode_record(record, mapping, occurred_at=T0, source=None)
+    with pytest.raises(InvalidContactEvent) as caught:
+        encode_record(record, mapping, occurred_at=T0, source=None)
     assert caught.value.messages == {
         "field 9": {
             "value": ["Value must be a string, a list of strings, a date or an aware datetime."]
@@ -252,11 +253,16 @@ def test_start_line_skips_the_rows_before_it(capsys, tmp_path, redis_client, key
     assert emails(redis_client, key_prefix) == [f"user{n}@example.com" for n in range(7, 11)]
 
 
+def writer(client: redis.Redis, prefix: str) -> ContactSyncProducer:
+    """The producer `contact-sync import` writes through."""
+    return ContactSyncProducer(key_prefix=prefix, client=client)
+
+
 class FlakyWriter:
     """Writes batches through a real writer, then fails from the ``fail_at``-th call on."""
 
     def __init__(self, client: redis.Redis, prefix: str, *, fail_at: int) -> None:
-        self.real = importer.StreamBatchWriter(client, Keys(prefix))
+        self.real = writer(client, prefix)
         self.calls = 0
         self.fail_at = fail_at
 
@@ -264,10 +270,10 @@ class FlakyWriter:
         self.calls += 1
         if self.calls >= self.fail_at:
             raise EnqueueError("could not enqueue a batch: ConnectionError: refused")
-        self.real.write(texts)
+        self.real.write_encoded(texts)
 
 
-def import_file(path: Path, write: Any, **options: Any) -> importer.ImportSummary:
+def import_file(path: Path, write: Any, **options: Any) -> ImportSummary:
     plan = plan_import(path)
     return run_import(
         plan.records(), plan.mapping, write=write, occurred_at=T0, source=plan.source, **options
@@ -294,7 +300,7 @@ def test_failed_batch_gives_a_resume_line_and_resuming_loses_nothing(
 
     resumed = import_file(
         path,
-        importer.StreamBatchWriter(redis_client, Keys(key_prefix)).write,
+        writer(redis_client, key_prefix).write_encoded,
         batch_size=5,
         start_line=summary.resume_line,
     )
@@ -304,13 +310,36 @@ def test_failed_batch_gives_a_resume_line_and_resuming_loses_nothing(
     assert emails(redis_client, key_prefix) == expected
 
 
+def test_a_batch_that_fails_after_its_first_chunk_resumes_at_its_first_unwritten_row(
+    tmp_path, redis_client, key_prefix
+):
+    """When a 2,500-event batch fails with written=1,000, those count, and the resume line is the row of the 1,001st event."""
+    rows = [f"user{n}@example.com" if n != 4 else "bad" for n in range(1, 2502)]
+    valid = [row for row in rows if row != "bad"]
+    path = write_csv(tmp_path / "c.csv", "email", rows)
+    real = writer(redis_client, key_prefix)
+
+    def first_chunk_only(texts: Sequence[str]) -> None:
+        real.write_encoded(texts[:1000])
+        raise EnqueueError("could not enqueue events 1,001 to 2,000 of 2,500", written=1000)
+
+    summary = import_file(path, first_chunk_only, batch_size=2500)
+    # Events 1-1,000 are lines 1-3 and 5-1,001 (line 4 is invalid): line 1,002 is next.
+    assert (summary.outcome, summary.enqueued, summary.resume_line) == ("failed", 1000, 1002)
+    assert emails(redis_client, key_prefix) == valid[:1000]
+
+    resumed = import_file(path, real.write_encoded, batch_size=2500, start_line=1002)
+    assert (resumed.outcome, resumed.enqueued) == ("complete", 1500)
+    assert emails(redis_client, key_prefix) == valid
+
+
 def test_ctrl_c_during_a_write_waits_for_the_batch(tmp_path, redis_client, key_prefix):
     """A SIGINT that arrives while a batch is written takes effect after it, so that batch counts as done."""
     path = numbered_csv(tmp_path / "c.csv", 20)
-    real = importer.StreamBatchWriter(redis_client, Keys(key_prefix))
+    real = writer(redis_client, key_prefix)
 
     def write(texts: Sequence[str]) -> None:
-        real.write(texts)
+        real.write_encoded(texts)
         if len(emails(redis_client, key_prefix)) == 8:
             os.kill(os.getpid(), signal.SIGINT)
             time.sleep(0.05)  # the signal is delivered here, inside the write
@@ -332,9 +361,9 @@ def test_ctrl_c_while_reading_resumes_at_the_unwritten_batch(tmp_path, redis_cli
                 raise KeyboardInterrupt
             yield record
 
-    writer = importer.StreamBatchWriter(redis_client, Keys(key_prefix))
+    write = writer(redis_client, key_prefix).write_encoded
     summary = run_import(
-        records(), plan.mapping, write=writer.write, occurred_at=T0, source=None, batch_size=4
+        records(), plan.mapping, write=write, occurred_at=T0, source=None, batch_size=4
     )
     assert (summary.outcome, summary.enqueued, summary.resume_line) == ("interrupted", 4, 5)
 
@@ -344,21 +373,21 @@ def test_cli_prints_the_resume_hint_and_exits_1_on_enqueue_error(
 ):
     """`contact-sync import` names the line to resume from when Redis fails mid-way."""
     path = numbered_csv(tmp_path / "c.csv", 30)
-    real_write = importer.StreamBatchWriter.write
+    real_write = ContactSyncProducer.write_encoded
     calls = []
 
-    def failing_third(self: importer.StreamBatchWriter, texts: Sequence[str]) -> None:
+    def failing_third(self: ContactSyncProducer, texts: Sequence[str]) -> None:
         calls.append(len(texts))
         if len(calls) == 3:
-            raise EnqueueError("could not enqueue a batch of 10 events: ConnectionError: gone")
+            raise EnqueueError("could not enqueue events 1 to 10 of 10: ConnectionError: gone")
         real_write(self, texts)
 
-    monkeypatch.setattr(importer.StreamBatchWriter, "write", failing_third)
+    monkeypatch.setattr(ContactSyncProducer, "write_encoded", failing_third)
     code, out, err = run(capsys, path, "--batch-size", "10")
     assert code == 1
     assert out.startswith("failed: 30 rows read, 20 enqueued")
     assert "resume with --start-line 21" in err
-    monkeypatch.setattr(importer.StreamBatchWriter, "write", real_write)
+    monkeypatch.setattr(ContactSyncProducer, "write_encoded", real_write)
     code, out, _ = run(capsys, path, "--batch-size", "10", "--start-line", "21")
     assert code == 0
     assert emails(redis_client, key_prefix) == [f"user{n}@example.com" for n in range(1, 31)]
@@ -371,23 +400,23 @@ def test_redis_stopping_mid_import_then_resuming_enqueues_every_row(capsys, tmp_
     monkeypatch.setenv("CONTACT_SYNC_REDIS_URL", first.url)
     monkeypatch.setenv("CONTACT_SYNC_KEY_PREFIX", "import-restart")
     path = numbered_csv(tmp_path / "c.csv", 50)
-    real_write = importer.StreamBatchWriter.write
+    real_write = ContactSyncProducer.write_encoded
     written: list[int] = []
 
-    def stop_after_two(self: importer.StreamBatchWriter, texts: Sequence[str]) -> None:
+    def stop_after_two(self: ContactSyncProducer, texts: Sequence[str]) -> None:
         if len(written) == 2:
             first.stop(keep_files=True)  # SIGTERM: Redis flushes its AOF before it exits
         real_write(self, texts)
         written.append(len(texts))
 
     try:
-        monkeypatch.setattr(importer.StreamBatchWriter, "write", stop_after_two)
+        monkeypatch.setattr(ContactSyncProducer, "write_encoded", stop_after_two)
         code, _, err = run(capsys, path, "--batch-size", "10")
         assert code == 1
         assert "resume with --start-line 21" in err
 
         servers.append(RedisServer(port=first.port, appendonly=True, workdir=first.workdir).start())
-        monkeypatch.setattr(importer.StreamBatchWriter, "write", real_write)
+        monkeypatch.setattr(ContactSyncProducer, "write_encoded", real_write)
         code, _, err = run(capsys, path, "--batch-size", "10", "--start-line", "21")
         assert code == 0, err
         with redis.Redis.from_url(first.url) as client:

@@ -1,12 +1,11 @@
-"""Backfill: read contacts from a CSV or JSONL file, validate every row, enqueue in batches.
+"""Backfill: validate every record of an import file and enqueue the valid ones in batches.
 
 The ``contact-sync import`` command drives these pieces, each usable on its own::
 
-    plan_import(path, ...)        → ImportPlan       checks the file and the column flags
-    ImportPlan.records()          → Record           one per data line
-    RowMapping.contact(values)    → contact dict     columns → API attributes
+    plan_import(path, ...)        → ImportPlan       import_source: the file, the column flags
+    ImportPlan.records()          → Record           import_source: one per data line
     encode_record(record, ...)    → wire event       the shared schema (encode_event)
-    StreamBatchWriter.write(...)  → MULTI/EXEC       a batch of XADDs, all or nothing
+    write(texts)                  → XADDs            ContactSyncProducer.write_encoded
     run_import(records, ...)      → ImportSummary    counts and the line to resume from
 
 Line numbers: JSONL line N is line N of the file. CSV line N is the N-th record after the
@@ -26,38 +25,16 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from typing import Any
 
-import redis
-
-from worker._import_source import (
-    API_ATTRIBUTES,
-    FORMATS,
-    ImportPlan,
-    ImportUsageError,
-    Record,
-    RowError,
-    RowMapping,
-    UnreadableFile,
-    plan_import,
-)
+from worker.cli.import_mapping import RowMapping
+from worker.cli.import_source import Record, RowError, UnreadableFile
 from worker.errors import EnqueueError, InvalidContactEvent
-from worker.keys import Keys
 from worker.schema import encode_event
 
-__all__ = [
-    "API_ATTRIBUTES",
-    "FORMATS",
-    "ImportPlan",
-    "ImportSummary",
-    "ImportUsageError",
-    "Record",
-    "RowError",
-    "RowMapping",
-    "StreamBatchWriter",
-    "UnreadableFile",
-    "encode_record",
-    "plan_import",
-    "run_import",
-]
+__all__ = ["BatchWrite", "ImportSummary", "encode_record", "run_import"]
+
+#: Writes encoded events in order. On failure it raises EnqueueError whose ``written``
+#: says how many of them, from the first, are enqueued (ContactSyncProducer.write_encoded).
+BatchWrite = Callable[[Sequence[str]], None]
 
 
 def encode_record(
@@ -93,29 +70,6 @@ def _name_field_errors(messages: Any, contact: Mapping[str, Any]) -> Any:
     return renamed
 
 
-class StreamBatchWriter:
-    """Appends batches of encoded events to ``{prefix}:events``."""
-
-    def __init__(self, client: redis.Redis, keys: Keys) -> None:
-        self.client = client
-        self.keys = keys
-
-    def write(self, texts: Sequence[str]) -> None:
-        """XADD every text in one MULTI/EXEC. Raises EnqueueError."""
-        # A transaction, not a plain pipeline: if the connection drops mid-batch, Redis
-        # discards the queued XADDs, so a batch is written entirely or not at all and the
-        # resume line is exact.
-        pipe = self.client.pipeline(transaction=True)
-        for text in texts:
-            pipe.xadd(self.keys.events, {"event": text})
-        try:
-            pipe.execute()
-        except redis.RedisError as exc:
-            raise EnqueueError(
-                f"could not enqueue a batch of {len(texts)} events: {type(exc).__name__}: {exc}"
-            ) from exc
-
-
 @dataclass(slots=True)
 class ImportSummary:
     """Counts of one run. ``resume_line`` is set when the run stopped early: every row
@@ -145,9 +99,6 @@ class ImportSummary:
         }
 
 
-BatchWrite = Callable[[Sequence[str]], None]
-
-
 def _ignore(_: Any) -> None:
     return None
 
@@ -168,13 +119,13 @@ def run_import(
     """Validate every record from ``start_line`` on and write valid ones in batches.
 
     ``write=None`` is a dry run. Invalid rows go to ``on_invalid`` and never stop the run.
-    EnqueueError, an unreadable file and Ctrl+C end it early, with ``resume_line`` set.
+    EnqueueError, an unreadable file and Ctrl+C end it early, with ``resume_line`` set to
+    the first row not enqueued (from EnqueueError's ``written`` when a batch half failed).
     """
     summary = ImportSummary()
     started = clock()
     last_done = start_line - 1  # the last line validated (and, if valid, put in a batch)
-    batch: list[str] = []
-    batch_start = start_line  # the line of the first row in ``batch``
+    batch: list[tuple[int, str]] = []  # (line, event) of the valid rows not yet written
     try:
         for record in records:
             summary.rows += 1
@@ -190,9 +141,7 @@ def run_import(
                 summary.valid += 1
                 if summary.first_contact is None:
                     summary.first_contact = json.loads(text)["contact"]
-                if not batch:
-                    batch_start = record.line
-                batch.append(text)
+                batch.append((record.line, text))
             last_done = record.line
             if len(batch) >= batch_size:
                 _flush(batch, write, summary)
@@ -205,19 +154,25 @@ def run_import(
     except KeyboardInterrupt:
         summary.outcome = "interrupted"
     if summary.outcome != "complete":
-        # _flush empties the batch only once Redis has it, so rows in a batch still held
-        # here were not written; everything before them was.
-        summary.resume_line = batch_start if batch else last_done + 1
+        # _flush drops events from the batch only once Redis has them, so the first row
+        # still held is the first not written; everything before it is done.
+        summary.resume_line = batch[0][0] if batch else last_done + 1
     summary.elapsed_s = clock() - started
     return summary
 
 
-def _flush(batch: list[str], write: BatchWrite | None, summary: ImportSummary) -> None:
+def _flush(batch: list[tuple[int, str]], write: BatchWrite | None, summary: ImportSummary) -> None:
+    """Write the batch and empty it. On EnqueueError, only the events written leave it."""
     if not batch:
         return
     with _interrupts_deferred():
         if write is not None:
-            write(batch)
+            try:
+                write([text for _, text in batch])
+            except EnqueueError as exc:
+                summary.enqueued += exc.written
+                del batch[: exc.written]
+                raise
             summary.enqueued += len(batch)
         batch.clear()
 
@@ -226,8 +181,8 @@ def _flush(batch: list[str], write: BatchWrite | None, summary: ImportSummary) -
 def _interrupts_deferred() -> Iterator[None]:
     """Hold Ctrl+C until the block ends, then raise it.
 
-    An interrupt between EXEC and its reply would leave it unknown whether the batch was
-    written, and the resume line could repeat it. Only in the main thread, and only when
+    An interrupt between a write and its reply would leave it unknown whether the events
+    were written, and the resume line could repeat them. Only in the main thread, and only when
     Ctrl+C has its default meaning.
     """
     if (

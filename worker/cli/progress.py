@@ -3,6 +3,9 @@
 On a terminal the progress is one bar redrawn in place (count, rate, ETA). Anywhere else
 (a log file, CI) it is a plain line every ``interval_s``: carriage returns make logs
 unreadable. Everything here writes to stderr except ``summary_text``, the command's result.
+
+Not ``click.progressbar``: it shows no rate, prints only its label when stderr is not a
+terminal, and cannot step aside for the messages about invalid rows.
 """
 
 from __future__ import annotations
@@ -12,8 +15,9 @@ import time
 from collections.abc import Callable
 from typing import TextIO
 
-from worker import _render as render
-from worker.importer import ImportSummary, RowError
+from worker.cli import render
+from worker.cli.import_source import RowError
+from worker.cli.importer import ImportSummary
 
 __all__ = ["ImportConsole", "Progress", "progress_text", "summary_text"]
 

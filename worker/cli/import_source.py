@@ -1,4 +1,4 @@
-"""Reading an import file: the CSV/JSONL readers, column mapping and the import plan.
+"""Reading an import file: the plan that checks file and flags first, the CSV/JSONL readers.
 
 Line numbers: JSONL line N is line N of the file. CSV line N is the N-th record after the
 header, so line 1 is the first data row.
@@ -7,31 +7,27 @@ header, so line 1 is the first data row.
 from __future__ import annotations
 
 import csv
-import datetime as dt
 import json
-from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, cast
 
-from worker.errors import InvalidContactEvent
+from worker.cli.import_mapping import API_ATTRIBUTES, RowMapping
 from worker.schema import MAX_TEXT
 
 __all__ = [
-    "API_ATTRIBUTES",
     "FORMATS",
     "ImportPlan",
     "ImportUsageError",
     "Record",
     "RowError",
-    "RowMapping",
     "UnreadableFile",
     "plan_import",
 ]
 
 Format = Literal["csv", "jsonl"]
 FORMATS = ("csv", "jsonl")
-API_ATTRIBUTES = ("firstName", "lastName", "phone")
 _EXTENSIONS: dict[str, Format] = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
 # Spreadsheet exports often start with a byte-order mark. Undecodable bytes become lone
 # surrogates, which the schema rejects with a message for that row alone, instead of one
@@ -64,66 +60,6 @@ class RowError:
     line: int
     messages: Any
     values: Any
-
-
-def _present(value: Any) -> bool:
-    return value is not None and not (isinstance(value, str) and not value.strip())
-
-
-@dataclass(frozen=True, slots=True)
-class RowMapping:
-    """How a record's values become an API-shaped contact.
-
-    With ``passthrough`` the record already is the contact (JSONL rows shaped like the
-    API): ``null`` means absent and ``""`` is a real value, as on the wire. Otherwise the
-    contact is built from the mapped columns only, and an empty (or blank) cell means
-    "absent" (unchanged), not "": CSV cannot tell an unknown value from a cleared one and
-    exports write empty cells for both, so a backfill must not wipe what it does not know.
-    """
-
-    email_column: str = "email"
-    attribute_columns: Mapping[str, str] = field(default_factory=dict)
-    field_columns: Mapping[str, str] = field(default_factory=dict)
-    occurred_at_column: str | None = None
-    passthrough: bool = False
-    required_columns: tuple[str, ...] = ()
-
-    def contact(self, values: Mapping[str, Any]) -> dict[str, Any]:
-        """The contact dict for one record (not validated yet)."""
-        if self.passthrough:
-            return {
-                name: value
-                for name, value in values.items()
-                if value is not None and name != self.occurred_at_column
-            }
-        contact: dict[str, Any] = {}
-        for attribute, column in (("email", self.email_column), *self.attribute_columns.items()):
-            if _present(values.get(column)):
-                contact[attribute] = values[column]
-        field_values = [
-            {"field": field_id, "value": values[column]}
-            for field_id, column in self.field_columns.items()
-            if _present(values.get(column))
-        ]
-        if field_values:
-            contact["fieldValues"] = field_values
-        return contact
-
-    def occurred_at(self, values: Mapping[str, Any], default: dt.datetime) -> dt.datetime:
-        """The record's own time from ``occurred_at_column``, else ``default``."""
-        column = self.occurred_at_column
-        text = None if column is None else values.get(column)
-        if column is None or not _present(text):
-            return default
-        try:
-            moment = dt.datetime.fromisoformat(str(text).strip())
-        except ValueError:
-            raise InvalidContactEvent({column: ["Not an ISO 8601 date-time."]}) from None
-        if moment.tzinfo is None or moment.utcoffset() is None:
-            raise InvalidContactEvent(
-                {column: ["Needs a UTC offset, e.g. 2026-11-29T13:00:00+00:00."]}
-            )
-        return moment
 
 
 def plan_import(

@@ -1,4 +1,4 @@
-"""Text rendering for the ``contact-sync`` CLI: aligned tables, ages, compact messages.
+"""Text for people: aligned tables, ages, compact messages, dead letters and status.
 
 Everything printed as text goes through ``printable()``: dead letters hold whatever a
 producer sent, and a raw event must not be able to move the cursor or retitle the terminal.
@@ -13,7 +13,6 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from worker.deadletters import DeadLetter
-from worker.status import Status
 
 __all__ = [
     "age",
@@ -69,30 +68,60 @@ def table(headers: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
     )
 
 
-def status_text(status: Status) -> str:
-    """``read_status()`` as labelled sections with the values in one column."""
-    rows: list[tuple[str, str | None]] = [
-        ("Stream", None),
-        ("  backlog", str(status.stream_backlog)),
-        ("  unacked", str(status.stream_unacked)),
-        ("  oldest event age", age(status.oldest_event_age_s)),
-        ("Schedule", None),
-        ("  pending contacts", str(status.pending_contacts)),
-        ("  due now", str(status.due_now)),
-        ("  most overdue", age(status.most_overdue_s)),
-        ("  in flight", str(status.in_flight)),
-        ("Dead letters", str(status.dead_letters)),
-        ("Limiter", None),
-        ("  sent in last second", str(status.limiter_sent_in_window)),
-        ("  paused for", age(status.limiter_paused_for_s or None)),
-        ("Pump running", "yes" if status.pump_running else "no"),
-        ("Counters", None if status.counters else NONE),
-        *((f"  {name}", str(count)) for name, count in sorted(status.counters.items())),
+#: Where ``status_text`` puts each figure: (label, key), or (heading, None).
+_STATUS_LAYOUT: tuple[tuple[str, str | None], ...] = (
+    ("Stream", None),
+    ("  backlog", "stream_backlog"),
+    ("  unacked", "stream_unacked"),
+    ("  oldest event age", "oldest_event_age_s"),
+    ("Schedule", None),
+    ("  pending contacts", "pending_contacts"),
+    ("  due now", "due_now"),
+    ("  most overdue", "most_overdue_s"),
+    ("  in flight", "in_flight"),
+    ("Dead letters", "dead_letters"),
+    ("Limiter", None),
+    ("  sent in last second", "limiter_sent_in_window"),
+    ("  paused for", "limiter_paused_for_s"),
+    ("Pump running", "pump_running"),
+)
+
+
+def status_text(figures: Mapping[str, Any]) -> str:
+    """``Status.as_dict()`` as labelled sections with the values in one column.
+
+    Figures that ``_STATUS_LAYOUT`` does not place are listed after it, so a new figure
+    shows up before anyone decides where it belongs.
+    """
+    rows: list[tuple[str, str | None]] = []
+    for label, key in _STATUS_LAYOUT:
+        if key is None:
+            rows.append((label, None))
+        elif key in figures:
+            rows.append((label, _figure(key, figures[key])))
+    placed = {key for _, key in _STATUS_LAYOUT} | {"counters"}
+    rows += [
+        (key.replace("_", " ").capitalize(), _figure(key, value))
+        for key, value in figures.items()
+        if key not in placed
     ]
+    counters = figures.get("counters") or {}
+    rows.append(("Counters", None if counters else NONE))
+    rows += [(f"  {name}", str(count)) for name, count in sorted(counters.items())]
     width = max(len(label) for label, _ in rows)
     return "\n".join(
         label if value is None else f"{label.ljust(width)}  {value}" for label, value in rows
     )
+
+
+def _figure(key: str, value: Any) -> str:
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if key == "limiter_paused_for_s":
+        return age(value or None)  # 0: not paused
+    if key.endswith("_s") and isinstance(value, int | float):
+        return age(value)
+    return NONE if value is None else printable(str(value))
 
 
 def message_lines(messages: Any, path: str = "") -> list[str]:

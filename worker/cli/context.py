@@ -1,0 +1,96 @@
+"""What every ``contact-sync`` command shares: settings, Redis, option types and messages."""
+
+from __future__ import annotations
+
+import datetime as dt
+from functools import cached_property
+
+import click
+import redis
+
+from producers import ContactSyncProducer
+from worker.keys import Keys
+from worker.redis_client import connect, redacted_url
+from worker.settings import Settings
+
+__all__ = [
+    "EXIT_FAILURE",
+    "EXIT_INTERRUPTED",
+    "EXIT_OK",
+    "EXIT_USAGE",
+    "PROG",
+    "CliState",
+    "aware_datetime",
+    "error",
+    "field_assignment",
+    "json_option",
+    "one_line",
+    "pass_state",
+]
+
+PROG = "contact-sync"
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
+EXIT_INTERRUPTED = 130  # what a shell reports for Ctrl+C (128 + SIGINT)
+
+
+class CliState:
+    """The settings and Redis connections of one command run.
+
+    Settings are read from the environment on first use, not when the command line is
+    parsed, so ``--help`` and usage errors never depend on the environment.
+    """
+
+    @cached_property
+    def settings(self) -> Settings:
+        return Settings.from_env()
+
+    @property
+    def keys(self) -> Keys:
+        return Keys(self.settings.key_prefix)
+
+    def connect(self) -> redis.Redis:
+        """A client for CONTACT_SYNC_REDIS_URL (no connection until its first command)."""
+        return connect(self.settings.redis_url)
+
+    def producer(self) -> ContactSyncProducer:
+        """A producer on a client of its own from ``connect()``; close it when done."""
+        return ContactSyncProducer(key_prefix=self.settings.key_prefix, client=self.connect())
+
+    def redis_location(self) -> str:
+        """Where Redis is, for messages: the URL without its credentials."""
+        return redacted_url(self.settings.redis_url)
+
+
+#: Hands a command the run's CliState (``main`` passes one; a bare ``cli()`` gets a new one).
+pass_state = click.make_pass_decorator(CliState, ensure=True)
+
+json_option = click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
+
+
+def aware_datetime(text: str) -> dt.datetime:
+    """An option value in ISO 8601 with a UTC offset; click reports the ValueError as usage."""
+    try:
+        moment = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"not an ISO 8601 date-time: {text!r}") from None
+    if moment.tzinfo is None or moment.utcoffset() is None:
+        raise ValueError(f"needs a UTC offset, e.g. {text}+00:00")
+    return moment
+
+
+def field_assignment(text: str) -> tuple[str, str]:
+    """``ID=VALUE`` as ``(id, value)``; the value may itself hold ``=``."""
+    field_id, equals, value = text.partition("=")
+    if not equals or not field_id.strip():
+        raise ValueError(f"expected ID=VALUE, got {text!r}")
+    return field_id.strip(), value
+
+
+def error(message: str) -> None:
+    """One line on stderr, prefixed with the program name."""
+    click.echo(f"{PROG}: {message}", err=True)
+
+
+def one_line(exc: BaseException) -> str:
+    """An exception's message on one line (redis-py's can span several)."""
+    return " ".join(str(exc).split()) or type(exc).__name__

@@ -1,0 +1,140 @@
+"""``contact-sync import``: backfill contacts from a CSV or JSONL file (docs/import.md)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import sys
+from contextlib import ExitStack, closing
+from pathlib import Path
+
+import click
+
+from worker.cli import render
+from worker.cli.context import (
+    EXIT_FAILURE,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    CliState,
+    aware_datetime,
+    error,
+    json_option,
+    pass_state,
+)
+from worker.cli.import_source import FORMATS, ImportUsageError, plan_import
+from worker.cli.importer import BatchWrite, run_import
+from worker.cli.progress import ImportConsole, Progress, summary_text
+
+__all__ = ["import_file"]
+
+# Invalid rows alone do not fail an import (docs/import.md, "Exit status").
+_EXIT_BY_OUTCOME = {"complete": EXIT_OK, "interrupted": EXIT_INTERRUPTED}
+
+
+@click.command("import", short_help="Backfill contacts from a CSV or JSONL file.")
+@click.argument("path", type=click.Path(path_type=Path), metavar="FILE")
+@click.option("--format", "fmt", type=click.Choice(FORMATS), help="[default: from the extension]")
+@click.option("--email-column", metavar="COLUMN", help="[default: email]")
+@click.option(
+    "--map",
+    "maps",
+    multiple=True,
+    metavar="ATTRIBUTE=COLUMN",
+    help="firstName, lastName or phone from COLUMN (columns so named map themselves).",
+)
+@click.option("--field", "fields", multiple=True, metavar="ID=COLUMN", help="Custom field ID.")
+@click.option(
+    "--occurred-at",
+    type=aware_datetime,
+    metavar="ISO8601",
+    help="When the file's values were current, e.g. the export time.  [default: now]",
+)
+@click.option("--occurred-at-column", metavar="COLUMN", help="Per-row time; empty: --occurred-at.")
+@click.option("--source", help="[default: import:FILE]")
+@click.option(
+    "--batch-size",
+    type=click.IntRange(min=1),
+    default=1000,
+    show_default=True,
+    metavar="N",
+    help="Events per batch.",
+)
+@click.option(
+    "--start-line",
+    type=click.IntRange(min=1),
+    default=1,
+    metavar="N",
+    help="Skip the rows before line N, to resume.",
+)
+@click.option("--errors-file", type=click.Path(path_type=Path), help="Invalid rows, as JSONL.")
+@click.option("--dry-run", is_flag=True, help="Validate only; write nothing.")
+@json_option
+@pass_state
+def import_file(
+    state: CliState,
+    path: Path,
+    fmt: str | None,
+    email_column: str | None,
+    maps: tuple[str, ...],
+    fields: tuple[str, ...],
+    occurred_at: dt.datetime | None,
+    occurred_at_column: str | None,
+    source: str | None,
+    batch_size: int,
+    start_line: int,
+    errors_file: Path | None,
+    dry_run: bool,
+    as_json: bool,
+) -> int:
+    """Validate every row of FILE and enqueue the valid ones in batches.
+
+    Line N: line N of a JSONL file, the N-th data row of a CSV file.
+    """
+    try:
+        plan = plan_import(
+            path,
+            fmt=fmt,
+            email_column=email_column,
+            maps=maps,
+            fields=fields,
+            occurred_at_column=occurred_at_column,
+            source=source,
+        )
+        errors = errors_file.open("w", encoding="utf-8") if errors_file else None
+    except (ImportUsageError, OSError) as exc:
+        raise click.UsageError(str(exc)) from None
+    if unused := plan.unused_columns():
+        error(f"import: ignoring columns {', '.join(unused)}")
+    progress = Progress(sys.stderr, total=plan.count_rows(), tty=sys.stderr.isatty())
+    console = ImportConsole(progress, errors)
+    with ExitStack() as stack:
+        stack.callback(console.close)
+        write: BatchWrite | None = None
+        if not dry_run:
+            producer = stack.enter_context(closing(state.producer()))
+            producer.redis.ping()  # an unreachable Redis fails here, before a row is read
+            write = producer.write_encoded
+        summary = run_import(
+            plan.records(),
+            plan.mapping,
+            write=write,
+            occurred_at=occurred_at or dt.datetime.now(dt.UTC),
+            source=plan.source,
+            batch_size=batch_size,
+            start_line=start_line,
+            on_invalid=console.invalid,
+            on_progress=console.update,
+        )
+    report = {"file": str(path), "format": plan.fmt, "dry_run": dry_run}
+    click.echo(
+        render.to_json(report | summary.as_dict())
+        if as_json
+        else summary_text(summary, dry_run=dry_run)
+    )
+    if summary.resume_line is not None and not dry_run:
+        line = summary.resume_line
+        error(
+            f"import {summary.outcome}"
+            + (f": {summary.error}" if summary.error else "")
+            + f"; rows before line {line} are done: resume with --start-line {line}"
+        )
+    return _EXIT_BY_OUTCOME.get(summary.outcome, EXIT_FAILURE)
