@@ -78,7 +78,7 @@ class ContactSyncStep(bootsteps.StartStopStep):  # type: ignore[misc]
                 log.info("worker.pump_stop_requested")
         self.trigger = None
 
-    shutdown = stop  # a cold shutdown stops the same things
+    terminate = stop  # a cold shutdown (and the testing worker's) stops the same things
 
 
 def _say_as_log(msg: str, f: Any = None) -> None:

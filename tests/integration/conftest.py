@@ -62,6 +62,12 @@ def worker_env(redis_url: str, key_prefix: str, emulator: FakeActiveCampaign) ->
         CONTACT_SYNC_BACKOFF_CAP_S="2",
         CONTACT_SYNC_CONFIG_ERROR_BACKOFF_S="1",
         CONTACT_SYNC_HTTP_TIMEOUT_S="2",
+        # Short timings, so crash scenarios recover in seconds (worker/timings.py checks
+        # them): a 12 s lease (the least a 2 s timeout allows is 11 s), a 1 s pump window
+        # (the lock lasts 2 s) and entries reclaimed from a dead consumer after 3 s.
+        CONTACT_SYNC_LEASE_S="12",
+        CONTACT_SYNC_PUMP_WINDOW_S="1",
+        CONTACT_SYNC_RECLAIM_IDLE_S="3",
         CONTACT_SYNC_LOG_LEVEL="INFO",
     )
     env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")

@@ -2,15 +2,15 @@
 
 Each test ends by comparing every contact's final state in the emulator with the expected
 last-write-wins state, and counting lost events (0) and duplicate requests. Recovery never
-waits for Celery's visibility timeout (one hour): a lease ends ``Settings.lease_s`` after its
-sync began (2 x CONTACT_SYNC_HTTP_TIMEOUT_S + 30 s = 34 s here), entries a dead consumer read
-are reclaimed after 15 s idle, and the pump lock expires after 10 s.
+waits for Celery's visibility timeout (one hour): a lease ends ``timings.lease_s`` after its
+sync began, entries a dead consumer read are reclaimed after ``reclaim_idle_s`` idle, and the
+pump lock expires after 2 x the pump window. The harness sets short ones (12 s, 3 s and 2 s:
+tests/integration/conftest.py), which worker/timings.py accepts for a 2 s HTTP timeout.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import inspect
 import os
 import random
 import signal
@@ -40,17 +40,15 @@ from tests.integration._lww import (
     stored_state,
 )
 from worker.keys import CONSUMER_GROUP, Keys
-from worker.pump import RECLAIM_EVERY_S, Pump
 from worker.settings import Settings
+from worker.timings import Timings
 
 SEED = 20261129
 RATE_LIMIT = 100
 ENV = {
     "CONTACT_SYNC_RATE_LIMIT": str(RATE_LIMIT),
-    "CONTACT_SYNC_HTTP_TIMEOUT_S": "2",  # lease = 2 x 2 + 30 = 34 s
     "CONTACT_SYNC_DEBOUNCE_S": "2",
 }
-RECLAIM_IDLE_S: float = inspect.signature(Pump).parameters["reclaim_idle_s"].default
 # Starting a replacement worker and draining what is left, on a shared 2-core box.
 SLACK_S = 30.0
 CELERY_VISIBILITY_TIMEOUT_S = 3600  # kombu's Redis transport default; never waited for
@@ -71,6 +69,10 @@ def celery_control(redis_url: str, key_prefix: str) -> Iterator[Celery]:
     app.conf.broker_transport_options = {"global_keyprefix": f"{key_prefix}:kombu:"}
     yield app
     app.close()
+
+
+def timings_of(worker: WorkerProcess) -> Timings:
+    return Settings.from_env(worker.env).timings
 
 
 @dataclass(frozen=True)
@@ -159,8 +161,9 @@ def test_main_process_killed_three_times_mid_run_loses_nothing(
     # Requests take a while, so a kill can catch one in flight.
     emulator_admin.set_faults(latency_ms=100)
     (worker,) = workers.start(1, concurrency=4, **ENV)
-    lease_s = Settings.from_env(worker.env).lease_s
-    bound_s = lease_s + RECLAIM_IDLE_S + SLACK_S
+    timings = timings_of(worker)
+    lease_s = timings.lease_s
+    bound_s = lease_s + timings.reclaim_idle_s + SLACK_S
     sender = threading.Thread(
         target=_send_over, args=(producer, events), kwargs={"batches": 20, "interval_s": 0.5}
     )
@@ -208,7 +211,7 @@ def test_entries_read_by_a_dead_pump_are_reclaimed_after_the_idle_time(
     redis_conn: redis.Redis,
     keys: Keys,
 ) -> None:
-    """Stream entries a pump read but never acknowledged (it died before ingesting them) are taken over after 15 s idle and merged exactly once: the state is exact."""
+    """Stream entries a pump read but never acknowledged (it died before ingesting them) are taken over after reclaim_idle_s idle and merged exactly once: the state is exact."""
     rng = random.Random(SEED + 3)
     events = make_events(rng, count=200, emails=20)
     redis_conn.xgroup_create(keys.events, CONSUMER_GROUP, id="0", mkstream=True)
@@ -220,8 +223,9 @@ def test_entries_read_by_a_dead_pump_are_reclaimed_after_the_idle_time(
     )
     read_at = time.monotonic()
     assert len(entries) == len(events)
-    workers.start(1, **ENV)
-    bound_s = RECLAIM_IDLE_S + RECLAIM_EVERY_S + SLACK_S
+    (worker,) = workers.start(1, **ENV)
+    reclaim_idle_s = timings_of(worker).reclaim_idle_s
+    bound_s = reclaim_idle_s + timings_of(worker).reclaim_every_s + SLACK_S
 
     done_at = _wait_exact(events, emulator_admin, redis_conn, keys, timeout_s=bound_s)
     recovery_s = done_at - read_at
@@ -230,10 +234,10 @@ def test_entries_read_by_a_dead_pump_are_reclaimed_after_the_idle_time(
     print(
         f"\n[scenario 1, dead pump] events={len(events)} emails=20 accepted={audit.accepted} "
         f"duplicates={audit.duplicates} lost=0 dead=0 recovery_s={recovery_s:.1f} "
-        f"reclaim_idle_s={RECLAIM_IDLE_S:.0f}"
+        f"reclaim_idle_s={reclaim_idle_s:.0f}"
     )
     assert audit.duplicates == 0
-    assert RECLAIM_IDLE_S <= recovery_s < bound_s < CELERY_VISIBILITY_TIMEOUT_S
+    assert reclaim_idle_s <= recovery_s < bound_s < CELERY_VISIBILITY_TIMEOUT_S
 
 
 def _mid_request(control: Celery, worker: WorkerProcess, latency_s: float) -> ActiveSync | None:
@@ -260,7 +264,7 @@ def test_pool_child_killed_mid_request_loses_nothing(
     latency_s = 1.0
     emulator_admin.set_faults(latency_ms=latency_s * 1000)
     (worker,) = workers.start(1, concurrency=3, **ENV)
-    lease_s = Settings.from_env(worker.env).lease_s
+    lease_s = timings_of(worker).lease_s
     pool_before = worker.pool_pids()
     send_pipelined(producer, events)
 
@@ -319,7 +323,7 @@ def test_crash_after_the_api_accepted_sends_again_and_ends_exact(
     rng = random.Random(SEED + 2)
     events = make_events(rng, count=200, emails=20)
     (worker,) = workers.start(1, concurrency=3, **ENV)
-    lease_s = Settings.from_env(worker.env).lease_s
+    lease_s = timings_of(worker).lease_s
     send_pipelined(producer, events)
     _wait_exact(events, emulator_admin, redis_conn, keys, timeout_s=60)
     assert RequestAudit.of(emulator_admin.requests_log()).duplicates == 0

@@ -38,7 +38,7 @@ SEED = 20261130
 RATE_LIMIT = 100
 ENV = {
     "CONTACT_SYNC_RATE_LIMIT": str(RATE_LIMIT),
-    "CONTACT_SYNC_HTTP_TIMEOUT_S": "2",  # lease = 2 x 2 + 30 = 34 s
+    "CONTACT_SYNC_HTTP_TIMEOUT_S": "2",
     "CONTACT_SYNC_DEBOUNCE_S": "1",
 }
 PRODUCER_THREADS = 3
@@ -159,7 +159,7 @@ def test_redis_restart_mid_run_loses_no_acknowledged_event(
     events = make_events(rng, count=3000, emails=300)
     emulator_admin.set_faults(latency_ms=20)
     (worker,) = workers.start(1, concurrency=3, **ENV)
-    lease_s = Settings.from_env(worker.env).lease_s
+    lease_s = Settings.from_env(worker.env).timings.lease_s
     main_pid, pool_before = worker.pid, sorted(worker.pool_pids())
 
     calls = ProducerCalls()
