@@ -29,6 +29,7 @@ def _restore_logging() -> Iterator[None]:
     root.setLevel(level)
 
 
+@pytest.mark.usefixtures("_restore_logging")
 def test_an_in_process_worker_built_by_the_factory_syncs_contacts(
     redis_url: str,
     key_prefix: str,
@@ -37,7 +38,6 @@ def test_an_in_process_worker_built_by_the_factory_syncs_contacts(
     producer: ContactSyncProducer,
     redis_conn: Any,
     keys: Keys,
-    _restore_logging: None,
 ) -> None:
     """An app from create_app(settings) in celery.contrib.testing's worker pumps, merges and syncs 20 emails exactly, and stops its trigger at shutdown."""
     settings = Settings(
