@@ -1,8 +1,10 @@
 """The ActiveCampaign API client: one method per endpoint we use, errors as classes.
 
 Classification (DESIGN.md, "Failure classes"): 2xx success; 429 RateLimited; 5xx
-ApiServerError; 401/402/403/404 ApiConfigError; 400, 422 and any other status ApiRejected;
-timeouts and connection errors ApiTransportError.
+ApiServerError; 401/402/403/404 and any 3xx ApiConfigError (redirects are not followed:
+a redirect means ACTIVECAMPAIGN_URL is wrong, and following one would send the token to
+another host); 400, 422 and any other 4xx ApiRejected; timeouts and connection errors
+ApiTransportError.
 """
 
 from __future__ import annotations
