@@ -93,8 +93,10 @@ class LimiterAudit:
                 current = {}
                 if len(words) > 4 and words[0].upper() == "EVALSHA" and words[1] in scripts:
                     script, port = scripts[words[1]], command["client_port"]
-                    if script == "begin" and words[3] == self.keys.contact(words[7]):
-                        email_of_port[port] = words[7]
+                    # EVALSHA sha numkeys KEYS... ARGV...: begin.lua's ARGV[1] is the email.
+                    email = words[3 + int(words[2])] if len(words) > 3 + int(words[2]) else ""
+                    if script == "begin" and words[3] == self.keys.contact(email):
+                        email_of_port[port] = email
                     if words[3] in (self.keys.rate_log, self.keys.rate_pause):
                         current = {
                             "script": script,

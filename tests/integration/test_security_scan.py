@@ -468,7 +468,7 @@ def test_the_celery_broker_never_skips_certificate_checks_for_rediss(
 ) -> None:
     """kombu alone would connect to a bare rediss:// URL with CERT_NONE; our app asks for CERT_REQUIRED."""
     script = (
-        "import json; from worker.celery_app import app; "
+        "import json; from worker import app; "
         "print(json.dumps(app.connection_for_write().ssl))"  # CERT_* are ints
     )
     env = {**worker_env, "CONTACT_SYNC_REDIS_URL": f"rediss://:pw@127.0.0.1:6380/0{query}"}
