@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 test: install  ## every test, fault scenarios included; prints the 25 slowest
-	$(PY) -m pytest -n $(TEST_WORKERS) --durations=25
+	$(PY) -m pytest -n $(TEST_WORKERS) --maxschedchunk 1 --durations=25
 
 test-fast: install  ## unit tests only: no worker processes
 	$(PY) -m pytest -n 2 -m "not integration"

@@ -13,6 +13,23 @@ import structlog
 from tests._redis_server import RedisServer, redis_required
 
 _ENV_PREFIXES = ("CONTACT_SYNC_", "ACTIVECAMPAIGN_", "CELERY_")
+_REAL_PROCESS_DIRS = ("tests/integration/", "tests/ops/", "tests/examples/")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Run the longest first: slow scenarios, then the tests with real processes, then units.
+
+    With ``make test`` (xdist, one test at a time per process) the long scenarios start at
+    once and the short ones fill the gaps, instead of one long test starting last.
+    """
+
+    def rank(item: pytest.Item) -> int:
+        if item.get_closest_marker("slow") is not None:
+            return 0
+        path = item.path.as_posix()
+        return 1 if any(part in path for part in _REAL_PROCESS_DIRS) else 2
+
+    items.sort(key=rank)
 
 
 @pytest.fixture(autouse=True)

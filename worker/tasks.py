@@ -36,12 +36,13 @@ def register_tasks(app: ContactSyncCelery) -> None:
     timings = app.settings.timings
 
     # The hard limit kills a hung sync before its lease runs out (worker/timings.py).
-    @app.task(name=SYNC_TASK, bind=True, time_limit=timings.task_time_limit_s)
+    # shared=False: another app in the same process (tests build several) keeps its own.
+    @app.task(name=SYNC_TASK, bind=True, shared=False, time_limit=timings.task_time_limit_s)
     def sync_contact(self: Task, email: str, lease: str = "") -> str:
         """Sync one email's merged pending change to ActiveCampaign."""
         return run_sync_task(self.app, email, lease)
 
-    @app.task(name=PUMP_TASK, bind=True, time_limit=timings.pump_task_time_limit_s)
+    @app.task(name=PUMP_TASK, bind=True, shared=False, time_limit=timings.pump_task_time_limit_s)
     def pump(self: Task) -> dict[str, Any]:
         """Drain the stream, merge, and hand out due syncs for one window; then hand over."""
         return run_pump_task(self.app, node=self.request.hostname or socket.gethostname())

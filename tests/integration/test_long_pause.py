@@ -12,6 +12,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import pytest
+
 from fake_activecampaign import EmulatorClient
 from producers import ContactSyncProducer
 from tests.integration._harness import WorkerPool, drained, wait_until
@@ -36,6 +38,7 @@ def _rate(client: Any, keys: Keys, seconds: float) -> tuple[float, int]:
     return (_commands(client) - commands) / seconds, _claims(client, keys) - claims
 
 
+@pytest.mark.slow
 def test_a_60s_retry_after_leases_nothing_and_costs_no_more_than_idle(
     workers: WorkerPool,
     producer: ContactSyncProducer,

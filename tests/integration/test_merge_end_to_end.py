@@ -7,6 +7,8 @@ import random
 import threading
 from typing import Any
 
+import pytest
+
 from fake_activecampaign import EmulatorClient
 from producers import ContactSyncProducer
 from tests.integration._harness import WorkerPool, drained, wait_until
@@ -63,6 +65,7 @@ def _send(producer: ContactSyncProducer, events: list[dict[str, Any]], threads: 
         thread.join()
 
 
+@pytest.mark.slow
 def test_thousand_shuffled_events_merge_into_one_request_per_email(
     workers: WorkerPool,
     producer: ContactSyncProducer,

@@ -355,7 +355,10 @@ def test_bad_token_for_a_long_time_waits_at_the_capped_backoff_then_dead_letters
     assert {letter.status for letter in letters} == {403}
     wait_until(lambda: drained(redis_conn, keys), timeout_s=10, message="nothing left scheduled")
 
-    delays = _retry_delays(worker.log_lines())
+    # The 403s' retries. (A 429 can slip in on a loaded machine, when arrival jitter beats the
+    # limiter's margin; its retry follows Retry-After, is a warning, and is not checked here.)
+    retries = worker.events_named("contact.sync_retry")
+    delays = _retry_delays([line for line in retries if line["error"] == "ApiConfigError"])
     assert set(delays) == {letter.email for letter in letters}
     for email, series in delays.items():
         assert len(series) >= 6, (email, series)
@@ -364,8 +367,9 @@ def test_bad_token_for_a_long_time_waits_at_the_capped_backoff_then_dead_letters
             assert ceiling / 2 <= delay <= ceiling + 0.001, (email, attempt, delay)
         # Ceilings 0.5, 1, then 2 for good: from the third attempt on, the delays stop growing.
         assert max(delay for attempt, delay in series if attempt >= 3) <= CONFIG_CAP_S
-        assert [a for a, _ in series] == list(range(1, len(series) + 1))
-    assert {line["level"] for line in worker.events_named("contact.sync_retry")} == {"error"}
+        attempts = [a for a, _ in series]
+        assert attempts == sorted(set(attempts)), attempts  # one count of failed attempts
+    assert {line["level"] for line in retries if line["error"] == "ApiConfigError"} == {"error"}
 
     # The customer fixes the token; a newer change arrives; then the operator replays.
     emulator_admin.set_token(TOKEN)

@@ -9,6 +9,8 @@ import time
 from datetime import datetime
 from typing import Any
 
+import pytest
+
 from fake_activecampaign import EmulatorClient
 from producers import ContactSyncProducer
 from tests.integration._harness import WorkerPool, wait_until
@@ -40,6 +42,7 @@ def test_only_one_pump_runs_at_a_time_across_workers(
         assert start >= previous_end - 0.05, f"pump runs overlap: {runs}"
 
 
+@pytest.mark.slow
 def test_due_syncs_start_promptly_without_beat(
     workers: WorkerPool,
     producer: ContactSyncProducer,

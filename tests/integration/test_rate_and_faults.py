@@ -5,6 +5,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import pytest
+
 from fake_activecampaign import EmulatorClient, FakeActiveCampaign
 from producers import ContactSyncProducer
 from tests._redis_server import free_port
@@ -18,6 +20,7 @@ def _sync_times(admin: EmulatorClient) -> list[float]:
     )
 
 
+@pytest.mark.slow
 def test_two_workers_share_the_rate_limit_and_use_the_budget(
     workers: WorkerPool,
     producer: ContactSyncProducer,

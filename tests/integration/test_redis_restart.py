@@ -144,6 +144,7 @@ def _diagnosis(client: redis.Redis, keys: Keys, expected: Any, stored: Any) -> s
 @pytest.mark.parametrize(
     "own_redis", STOPS, indirect=True, ids=[f"{s.signal}-{s.appendfsync}" for s in STOPS]
 )
+@pytest.mark.slow
 def test_redis_restart_mid_run_loses_no_acknowledged_event(
     own_redis: RedisServer,
     workers: WorkerPool,
