@@ -82,6 +82,14 @@ class Keys:
         """STRING: no request may leave before this time (ms, Redis clock)."""
         return f"{self.prefix}:ratelimit:pause"
 
+    def catalog(self, kind: str) -> str:
+        """HASH: one ActiveCampaign catalog (fields, lists, tags or accounts): worker/catalog.py."""
+        return f"{self.prefix}:catalog:{kind}"
+
+    def catalog_fresh(self, kind: str) -> str:
+        """STRING that lives for the refresh interval after a catalog was read from the API."""
+        return f"{self.prefix}:catalog:{kind}:fresh"
+
     def contact(self, email: str) -> str:
         """HASH with one contact's pending, in-flight and confirmed state."""
         return f"{self.prefix}:contact:{email}"
