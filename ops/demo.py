@@ -159,7 +159,7 @@ class Pipeline:
     def progress_line(self, phase: str, started: float) -> str:
         status = read_status(self.client, self.keys)
         counters = status.counters
-        synced = sum(counters.get(name, 0) for name in ("synced_created", "synced_updated"))
+        synced = sum(counters.get(name, 0) for name in ("synced_unknown", "synced_updated"))
         return (
             f"  [{phase}] stream backlog {status.stream_backlog:>5,}"
             f" | pending {status.pending_contacts:>4} | in flight {status.in_flight:>3}"

@@ -34,13 +34,16 @@ USER_AGENT = "contact-sync/0.1 (+https://github.com/contact-sync)"
 _CONFIG_STATUSES = {401, 402, 403, 404}
 _MAX_RETRY_AFTER_S = 3600.0
 _CONNECT_TIMEOUT_S = 3.05  # just over a TCP retransmission window, as requests' docs advise
+_MAX_MESSAGE_CHARS = 300
+_MAX_MESSAGES = 20
 
 
 @dataclass(frozen=True, slots=True)
 class SyncResult:
+    """A 2xx answer. The body does not say whether the contact was created or updated."""
+
     status: int
     contact_id: str | None
-    action: str | None  # "created" | "updated" | None when the answer cannot tell
     latency_ms: float
 
 
@@ -85,14 +88,10 @@ class ActiveCampaignClient:
         body = _json_or_none(response)
         contact_body = body.get("contact") if isinstance(body, dict) else None
         contact_id = None
-        action = None
         if isinstance(contact_body, dict):
             raw_id = contact_body.get("id")
             contact_id = str(raw_id) if raw_id is not None else None
-            cdate, udate = contact_body.get("cdate"), contact_body.get("udate")
-            if isinstance(cdate, str) and isinstance(udate, str) and cdate and udate:
-                action = "created" if cdate == udate else "updated"
-        return SyncResult(response.status_code, contact_id, action, latency_ms)
+        return SyncResult(response.status_code, contact_id, latency_ms)
 
     def _post(self, path: str, payload: dict[str, Any]) -> requests.Response:
         # Raise outside the except blocks: requests' exception holds the prepared request and
@@ -126,12 +125,12 @@ def raise_for_status(response: requests.Response) -> None:
         return
     if status == 429:
         raise RateLimited(parse_retry_after_s(response.headers.get("Retry-After")))
-    titles = error_titles(_json_or_none(response))
+    messages = response_error_messages(response)
     if status >= 500:
-        raise ApiServerError(status, titles)
+        raise ApiServerError(status, messages)
     if status in _CONFIG_STATUSES or 300 <= status < 400:
-        raise ApiConfigError(status, titles)
-    raise ApiRejected(status, titles)
+        raise ApiConfigError(status, messages)
+    raise ApiRejected(status, messages)
 
 
 def parse_retry_after_s(
@@ -156,21 +155,79 @@ def parse_retry_after_s(
     return min(max(seconds, 0.0), _MAX_RETRY_AFTER_S)
 
 
-def error_titles(body: Any) -> list[str]:
-    """ActiveCampaign's error titles from any body shape; never raises."""
-    titles: list[str] = []
-    if isinstance(body, dict):
-        errors = body.get("errors")
-        if isinstance(errors, list):
-            for item in errors[:20]:
-                if isinstance(item, dict) and isinstance(item.get("title"), str):
-                    titles.append(item["title"][:300])
-                elif isinstance(item, str):
-                    titles.append(item[:300])
-        message = body.get("message")
-        if not titles and isinstance(message, str):
-            titles.append(message[:300])
-    return titles
+def response_error_messages(response: requests.Response) -> list[str]:
+    """The messages of an error answer: from its JSON (``error_messages``), else a snippet.
+
+    A body that is not JSON (a proxy's HTML page, plain text) gives its first 300
+    characters, an empty one the HTTP reason phrase, so a dead letter always says something.
+    """
+    try:
+        body = json.loads(response.content)
+    except (ValueError, RecursionError):
+        text = response.content[: 4 * _MAX_MESSAGE_CHARS].decode("utf-8", "replace")
+        snippet = _clean(text) or _clean(response.reason or "")
+        return [snippet] if snippet else []
+    return error_messages(body)
+
+
+def error_messages(body: Any) -> list[str]:
+    """Every message in a parsed JSON error body, whatever its shape; never raises.
+
+    Reads the shapes ActiveCampaign's endpoints use: ``errors`` as a list of objects
+    (``title`` and ``detail``) or of strings, or as one string; ``message``; ``error``; and
+    the bulk import's ``failureReasons`` (strings or ``{"contact", "failureReason"}``).
+    At most 20 messages of at most 300 characters, each on one line; ``{}`` and unknown
+    shapes give none.
+    """
+    if isinstance(body, str):
+        found = [body]
+    elif isinstance(body, dict):
+        found = [
+            *_texts(body.get("errors"), _error_object_text),
+            *_texts(body.get("message")),
+            *_texts(body.get("error")),
+            *_texts(body.get("failureReasons"), _failure_reason_text),
+        ]
+    else:
+        found = []
+    cleaned = (_clean(text) for text in found)
+    # dict.fromkeys: drop repeats (a "message" that repeats an error's title), keep the order.
+    return list(dict.fromkeys(text for text in cleaned if text))[:_MAX_MESSAGES]
+
+
+def _texts(value: Any, read_object: Callable[[dict[str, Any]], str] | None = None) -> list[str]:
+    """A string, or the strings and (with ``read_object``) the objects of a list, as texts."""
+    items = value[: 4 * _MAX_MESSAGES] if isinstance(value, list) else [value]
+    texts: list[str] = []
+    for item in items:
+        if isinstance(item, str):
+            texts.append(item)
+        elif isinstance(item, dict) and read_object is not None:
+            texts.append(read_object(item))
+    return texts
+
+
+def _error_object_text(item: dict[str, Any]) -> str:
+    # {"title", "detail", ...}, {"status", "title"} or {"detail"}. Keep both texts: either
+    # may be missing or empty, and a detail that differs from its title adds to it.
+    title, detail = item.get("title"), item.get("detail")
+    parts = [text.strip() for text in (title, detail) if isinstance(text, str) and text.strip()]
+    return ": ".join(dict.fromkeys(parts))
+
+
+def _failure_reason_text(item: dict[str, Any]) -> str:
+    # {"contact": 3, "failureReason": "..."}: keep the index, it says which contact failed.
+    reason, index = item.get("failureReason"), item.get("contact")
+    if not isinstance(reason, str):
+        return ""
+    return f"contact {index}: {reason}" if isinstance(index, int | str) else reason
+
+
+def _clean(text: str) -> str:
+    """One line, at most 300 characters, and UTF-8 encodable (Redis and the logs need that)."""
+    line = " ".join(text[: 4 * _MAX_MESSAGE_CHARS].split())[:_MAX_MESSAGE_CHARS]
+    # A JSON body may escape a lone surrogate ("\ud800"), which UTF-8 cannot encode.
+    return line.encode("utf-8", "replace").decode("utf-8")
 
 
 def _json_or_none(response: requests.Response) -> Any:

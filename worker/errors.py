@@ -90,7 +90,7 @@ class RateLimited(ApiError):
 
 
 class ApiStatusError(ApiError):
-    """A non-2xx answer other than 429. ``errors`` holds ActiveCampaign's error titles."""
+    """A non-2xx answer other than 429. ``errors`` holds ActiveCampaign's error messages."""
 
     def __init__(self, status: int, errors: Sequence[str] = ()) -> None:
         self.status = status

@@ -59,11 +59,11 @@ _INF = "+Inf"
 NO_RESPONSE_STATUS = "transport_error"
 LIMITER_WAIT_FIELD = "limiter_wait_seconds_total"
 
-# syncs_total{outcome} <- the {prefix}:stats counter the Lua scripts keep for it.
+# syncs_total{outcome} <- the {prefix}:stats counter the Lua scripts keep for it. There is
+# no "created": no answer says it (docs/decisions.md, "Create or update: from our own state").
 _SYNC_OUTCOMES = {
-    "created": "synced_created",
-    "updated": "synced_updated",
-    "synced_unknown": "synced_unknown",  # 2xx whose answer did not say created or updated
+    "updated": "synced_updated",  # a contact synced before
+    "first": "synced_unknown",  # a first sync: ActiveCampaign may have had the contact
     "unchanged": "unchanged",
     "retry": "retries",
 }

@@ -115,8 +115,9 @@ class CustomFieldId(fields.Field[str]):
 class CustomFieldValue(fields.Field[str]):
     """A custom field value, normalized to the string ActiveCampaign expects.
 
-    A list of strings becomes ``||a||b||`` (checkbox, multiselect), a date becomes
-    ``YYYY-MM-DD``, an aware datetime becomes ISO-8601 with its offset.
+    A list of strings becomes ``||a||b||`` (checkbox, listbox), a date becomes
+    ``YYYY-MM-DD``, an aware datetime becomes ``YYYY-MM-DDTHH:MM:SS+HH:MM`` (see
+    ``_datetime_value``).
     """
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
@@ -125,7 +126,10 @@ class CustomFieldValue(fields.Field[str]):
         elif isinstance(value, dt.datetime):
             if value.tzinfo is None or value.utcoffset() is None:
                 raise ValidationError("Datetime values must be timezone-aware.")
-            text = value.isoformat()
+            try:
+                text = _datetime_value(value)
+            except OverflowError:  # in UTC, a moment on 0001-01-01 or 9999-12-31 may not fit
+                raise ValidationError("Datetime is out of range.") from None
         elif isinstance(value, dt.date):
             text = value.isoformat()
         elif isinstance(value, list | tuple):
@@ -143,6 +147,19 @@ class CustomFieldValue(fields.Field[str]):
         if len(text) > MAX_FIELD_VALUE_CHARS:
             raise ValidationError(f"Longer than maximum length {MAX_FIELD_VALUE_CHARS}.")
         return text
+
+
+def _datetime_value(moment: dt.datetime) -> str:
+    """An aware datetime as ActiveCampaign shows datetime fields: ``2020-05-19T02:45:00-05:00``.
+
+    Whole seconds (microseconds are cut, not rounded) and the datetime's own offset. An
+    offset with seconds (zoneinfo's local mean time before about 1900) has no ``+HH:MM``
+    spelling, so that moment is given in UTC instead.
+    """
+    offset = moment.utcoffset()
+    if offset is not None and offset % dt.timedelta(minutes=1):
+        moment = moment.astimezone(dt.UTC)
+    return moment.isoformat(timespec="seconds")
 
 
 # Custom field values (textarea) can be long; the 64 KiB event limit bounds them as a whole.

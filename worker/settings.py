@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 from worker.errors import ConfigError
 from worker.timings import Timings
@@ -24,6 +24,7 @@ _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 _LOG_LEVELS = {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}
 _LOG_FORMATS = {"json", "console"}
+_API_PATH = "/api/3"
 
 
 class Secret:
@@ -250,7 +251,18 @@ class _Reader:
             )
         if parts.query or parts.fragment:
             raise ConfigError(name, "must be a base URL without query or fragment")
-        return raw.rstrip("/")
+        path = parts.path.rstrip("/")
+        # Users often paste the URL with /api/3, as other integrations accept it. The client
+        # adds /api/3 itself, and the doubled path was a 404 retried as a config error for a day.
+        if path.lower().endswith(_API_PATH):
+            path = path[: -len(_API_PATH)].rstrip("/")
+        if path:
+            raise ConfigError(
+                name,
+                "must be the account's base URL like https://acct.api-us1.com, "
+                f"without a path; got path {parts.path!r}",
+            )
+        return urlunsplit((parts.scheme, parts.netloc, "", "", ""))
 
     def token(self) -> Secret | None:
         direct = self._raw("ACTIVECAMPAIGN_API_TOKEN")

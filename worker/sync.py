@@ -17,6 +17,9 @@ from worker.store import MergeStore
 
 __all__ = ["SyncOutcome", "sync_contact"]
 
+# The {prefix}:stats counter of each action; worker.metrics exposes them as syncs_total.
+_SYNCED_COUNTERS = {"updated": "synced_updated", "unknown": "synced_unknown"}
+
 
 @dataclass(frozen=True, slots=True)
 class SyncOutcome:
@@ -98,14 +101,12 @@ def sync_contact(
             rng,
         )
 
-    action = "updated" if begun.known else result.action
-    counters = {"created": "synced_created", "updated": "synced_updated"}
+    # The answer cannot say whether ActiveCampaign created the contact (cdate == udate is
+    # undocumented, and its own examples contradict it), and a contact new to us may have
+    # come from elsewhere. Only a contact we confirmed before is surely an update.
+    action = "updated" if begun.known else "unknown"
     recorded = store.finish_sync(
-        email,
-        lease,
-        "success",
-        confirmed_ttl_s=ttl_s,
-        counter=counters.get(action or "", "synced_unknown"),
+        email, lease, "success", confirmed_ttl_s=ttl_s, counter=_SYNCED_COUNTERS[action]
     )
     fields = {
         **common,

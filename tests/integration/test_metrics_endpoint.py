@@ -132,7 +132,7 @@ def test_metrics_reflect_real_traffic(
         )
         n = len(VALID_EMAILS)
         assert one(samples, "contact_sync_up") == 1
-        assert one(samples, "contact_sync_syncs_total", outcome="created") == n
+        assert one(samples, "contact_sync_syncs_total", outcome="first") == n
         assert one(samples, "contact_sync_syncs_total", outcome="dead_lettered") == 1
         assert one(samples, "contact_sync_syncs_total", outcome="retry") == 0
         assert one(samples, "contact_sync_events_ingested_total") == n + 1

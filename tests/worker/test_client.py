@@ -14,7 +14,7 @@ import pytest
 import requests
 import responses
 
-from worker.client import ActiveCampaignClient, error_titles, parse_retry_after_s
+from worker.client import ActiveCampaignClient, error_messages, parse_retry_after_s
 from worker.errors import (
     ApiConfigError,
     ApiError,
@@ -111,44 +111,29 @@ def test_session_headers_never_hold_the_token(client: ActiveCampaignClient) -> N
     assert TOKEN not in repr(client.session.auth)
 
 
-def test_seed_body_gives_contact_id_and_created(
+def test_seed_body_gives_the_contact_id(
     mocked: responses.RequestsMock, client: ActiveCampaignClient
 ) -> None:
-    """A 201 seed-shaped body yields the contact id and 'created' (cdate == udate)."""
+    """A 201 seed-shaped body yields the status and the contact id (a string)."""
     mocked.post(SYNC_URL, json=SEED_BODY, status=201)
     result = client.sync_contact(CONTACT)
     assert result.status == 201
     assert result.contact_id == "113"
-    assert result.action == "created"
-
-
-def test_differing_dates_mean_updated(
-    mocked: responses.RequestsMock, client: ActiveCampaignClient
-) -> None:
-    """A 200 whose contact has udate after cdate is a success reported as 'updated'."""
-    body = {"contact": {**SEED_BODY["contact"], "udate": "2026-11-29T13:00:00-05:00", "id": 113}}
-    mocked.post(SYNC_URL, json=body, status=200)
-    result = client.sync_contact(CONTACT)
-    assert (result.status, result.contact_id, result.action) == (200, "113", "updated")
 
 
 @pytest.mark.parametrize(
-    "contact_body",
-    [
-        {"id": "7"},
-        {"id": "7", "cdate": "2026-11-29T13:00:00-05:00"},
-        {"id": "7", "cdate": "", "udate": ""},
-        {"id": "7", "cdate": 1, "udate": 1},
-    ],
+    ("cdate", "udate"),
+    [("2018-09-28T13:50:41-05:00", "2018-09-28T13:50:41-05:00"), ("2018", "2026")],
 )
-def test_missing_dates_leave_action_unknown(
-    mocked: responses.RequestsMock, client: ActiveCampaignClient, contact_body: dict[str, Any]
+def test_result_claims_neither_created_nor_updated(
+    mocked: responses.RequestsMock, client: ActiveCampaignClient, cdate: str, udate: str
 ) -> None:
-    """Without both dates as non-empty strings the action is None, but the id is still read."""
-    mocked.post(SYNC_URL, json={"contact": contact_body}, status=201)
+    """Equal or differing cdate/udate say nothing documented, so the result has no action."""
+    body = {"contact": {**SEED_BODY["contact"], "cdate": cdate, "udate": udate, "id": 113}}
+    mocked.post(SYNC_URL, json=body, status=200)
     result = client.sync_contact(CONTACT)
-    assert result.contact_id == "7"
-    assert result.action is None
+    assert (result.status, result.contact_id) == (200, "113")
+    assert not hasattr(result, "action")
 
 
 @pytest.mark.parametrize(
@@ -170,7 +155,6 @@ def test_odd_success_bodies_are_still_success(
     result = client.sync_contact(CONTACT)
     assert result.status == 201
     assert result.contact_id is None
-    assert result.action is None
 
 
 def test_latency_comes_from_the_injected_clock(mocked: responses.RequestsMock) -> None:
@@ -261,7 +245,7 @@ def test_5xx_becomes_server_error(
     error = raised_by(client)
     assert type(error) is ApiServerError
     assert error.status == status
-    assert error.errors == []
+    assert error.errors == ["<html>Bad gateway</html>"]
 
 
 @pytest.mark.parametrize("status", [401, 402, 403, 404, 301])
@@ -326,39 +310,102 @@ def test_other_4xx_are_rejected(
     assert type(raised_by(client)) is ApiRejected
 
 
+# Every error body shape the reference lists, as ActiveCampaign's endpoints send them.
 @pytest.mark.parametrize(
-    "body",
+    ("body", "expected"),
     [
-        b"",
-        b"<html>oops</html>",
-        b"\xff\xfe\xfa",
-        b"null",
-        b'"just a string"',
-        b"[]",
-        b'{"errors": "nope"}',
-        b'{"errors": [1, null, {"title": 5}, {"detail": "x"}]}',
-        b'{"errors": {"title": "x"}}',
-        b'{"message": 5}',
-        b"{" * 60_000,
-        b"[" * 60_000,
+        (
+            {"errors": [{"title": "Invalid", "detail": "Email is not valid", "code": "field_invalid",
+                         "source": {"pointer": "/data/attributes/email"}}]},
+            ["Invalid: Email is not valid"],
+        ),
+        ({"errors": [{"status": "422", "title": "Field is required"}]}, ["Field is required"]),
+        ({"errors": [{"detail": "Contact Email Address is not valid."}]},
+         ["Contact Email Address is not valid."]),
+        ({"errors": [{"title": "Same", "detail": "Same"}]}, ["Same"]),
+        ({"errors": "Email address is invalid"}, ["Email address is invalid"]),
+        ({"errors": ["bad email", "bad phone"]}, ["bad email", "bad phone"]),
+        ({"message": "No Result found for SubscriberTag with id 5"},
+         ["No Result found for SubscriberTag with id 5"]),
+        ({"error": "Duplicate entry 'Trial' for key 'tag'"},
+         ["Duplicate entry 'Trial' for key 'tag'"]),
+        ({"success": 0, "message": "Rate limit exceeded.", "failureReasons": []},
+         ["Rate limit exceeded."]),
+        ({"success": 0, "message": "Validation failed",
+          "failureReasons": [{"contact": 3, "failureReason": "email is invalid"}, "too many fields"]},
+         ["Validation failed", "contact 3: email is invalid", "too many fields"]),
+        ({}, []),
     ],
-)
-def test_odd_error_bodies_never_break_parsing(
-    mocked: responses.RequestsMock, client: ActiveCampaignClient, body: bytes
+)  # fmt: skip
+def test_every_documented_error_shape_keeps_its_messages(
+    mocked: responses.RequestsMock,
+    client: ActiveCampaignClient,
+    body: dict[str, Any],
+    expected: list[str],
 ) -> None:
-    """Unreadable or unexpected error bodies still give ApiRejected, with no titles."""
-    mocked.post(SYNC_URL, body=body, status=422)
+    """Each error body shape ActiveCampaign uses reaches ApiRejected.errors, message for message."""
+    mocked.post(SYNC_URL, json=body, status=422)
     error = raised_by(client)
     assert type(error) is ApiRejected
-    assert error.errors == []
+    assert error.errors == expected
 
 
-def test_error_titles_accept_strings_and_cut_long_ones() -> None:
-    """Plain-string errors count as titles; titles are cut at 300 chars and 20 items."""
-    assert error_titles({"errors": ["bad email"]}) == ["bad email"]
-    assert error_titles({"errors": [{"title": "x" * 1000}]}) == ["x" * 300]
-    assert len(error_titles({"errors": ["e"] * 50})) == 20
-    assert error_titles({"errors": [], "message": "Forbidden"}) == ["Forbidden"]
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        (b"Service  temporarily\r\n  unavailable", ["Service temporarily unavailable"]),
+        (b"<html>\n<head><title>400 Bad Request</title></head>\n</html>",
+         ["<html> <head><title>400 Bad Request</title></head> </html>"]),
+        (b"", ["Bad Request"]),
+        (b"   \n", ["Bad Request"]),
+        (b"\xff\xfe\xfa", ["\ufffd\ufffd\ufffd"]),
+        (b"{" * 60_000, ["{" * 300]),
+        (b"[" * 60_000, ["[" * 300]),
+        (b"null", []),
+        (b"[]", []),
+        (b'"just a string"', ["just a string"]),
+        (b'{"errors": [1, null, {"title": 5}, {"detail": "x"}, {"title": "  "}]}', ["x"]),
+        (b'{"errors": {"title": "x"}}', ["x"]),
+        (b'{"message": 5, "error": {"code": 1}, "failureReasons": [{"contact": 1}]}', []),
+        (b'{"errors": [], "message": "Forbidden"}', ["Forbidden"]),
+    ],
+)  # fmt: skip
+def test_other_error_bodies_never_break_parsing(
+    mocked: responses.RequestsMock, client: ActiveCampaignClient, body: bytes, expected: list[str]
+) -> None:
+    """A non-JSON body gives a one-line 300-character snippet, or the reason phrase when empty; odd JSON values are skipped, readable text among them kept."""
+    mocked.post(SYNC_URL, body=body, status=400)
+    error = raised_by(client)
+    assert type(error) is ApiRejected
+    assert error.errors == expected
+
+
+def test_error_messages_are_capped_in_length_and_count() -> None:
+    """Each message is cut at 300 characters and put on one line; at most 20 are kept."""
+    assert error_messages({"errors": [{"title": "x" * 1000}]}) == ["x" * 300]
+    assert error_messages({"message": "two\nlines\t here "}) == ["two lines here"]
+    assert error_messages({"errors": [f"e{n}" for n in range(50)]}) == [f"e{n}" for n in range(20)]
+    assert len(error_messages({"failureReasons": ["r"] * 10_000})) == 1
+
+
+def test_repeated_messages_are_kept_once() -> None:
+    """A message repeated across keys (message and error, say) appears once, in first-seen order."""
+    body = {"errors": ["Forbidden", "Other"], "message": "Forbidden", "error": "Other"}
+    assert error_messages(body) == ["Forbidden", "Other"]
+
+
+def test_lone_surrogates_in_messages_become_encodable() -> None:
+    """A JSON-escaped lone surrogate is replaced, so the message can reach Redis and the logs."""
+    (message,) = error_messages(json.loads('{"message": "bad \\ud800 value"}'))
+    assert message == "bad ? value"
+
+
+def test_rejection_text_carries_a_plain_text_body(
+    mocked: responses.RequestsMock, client: ActiveCampaignClient
+) -> None:
+    """A rejection with a plain-text body says that text, not 'no error detail'."""
+    mocked.post(SYNC_URL, body="Contact limit reached for this plan", status=400)
+    assert str(raised_by(client)) == "HTTP 400: Contact limit reached for this plan"
 
 
 def _chain(error: BaseException) -> Iterator[BaseException]:

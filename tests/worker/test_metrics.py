@@ -181,7 +181,7 @@ class _Answers:
 @pytest.mark.parametrize(
     ("answer", "status", "config_error"),
     [
-        (SyncResult(201, "7", "created", 30.0), "201", False),
+        (SyncResult(201, "7", 30.0), "201", False),
         (ApiConfigError(401, ["Unauthorized"]), "401", True),
     ],
 )
@@ -221,6 +221,39 @@ def test_real_sync_outcomes_carry_what_record_outcome_reads(
     assert (f"config_errors:{status}" in stored) is config_error
 
 
+def test_first_and_later_syncs_count_under_their_outcome_labels(
+    redis_client: redis.Redis, keys: Keys
+) -> None:
+    """A first sync counts as syncs_total{outcome="first"}, a later one as "updated"; none as "created"."""
+    settings = Settings(activecampaign_url="https://acct.api-us1.com", key_prefix=keys.prefix)
+    store = MergeStore(redis_client, keys)
+    store.ensure_group()
+    limiter = RateLimiter(redis_client, keys, rate_per_s=1000)
+    for second, name in enumerate(["Jon", "John"]):
+        _, text = encode_event(
+            {"email": "jon@example.com", "firstName": name},
+            occurred_at=dt.datetime(2026, 11, 29, 0, 0, second, tzinfo=dt.UTC),
+        )
+        store.ingest([(f"{second + 1}-0", decode_event(text))], [], debounce_s=0)
+        (claim,) = store.claim_due(max_leases=1, lease_s=60).claims
+        sync_contact(
+            claim.email,
+            claim.lease,
+            store=store,
+            client=_Answers(SyncResult(201, "7", 30.0)),  # type: ignore[arg-type]
+            limiter=limiter,
+            settings=settings,
+            rng=random.Random(0),
+        )
+
+    syncs = scrape(redis_client, keys)["contact_sync_syncs_total"]
+    assert {labels[0][1]: value for labels, value in syncs.items() if value} == {
+        "first": 1,
+        "updated": 1,
+    }
+    assert (("outcome", "created"),) not in syncs
+
+
 # -- the collector --------------------------------------------------------------------------
 
 
@@ -235,7 +268,7 @@ def test_collector_exposes_counters_histogram_and_gauges(
             "events_stale": 1,
             "events_invalid": 2,
             "dead_lettered": 3,
-            "synced_created": 5,
+            "synced_unknown": 5,
             "synced_updated": 4,
             "unchanged": 2,
             "retries": 6,
@@ -259,9 +292,15 @@ def test_collector_exposes_counters_histogram_and_gauges(
     assert one(samples, "contact_sync_dead_lettered_total") == 3
     syncs = {
         outcome: one(samples, "contact_sync_syncs_total", outcome=outcome)
-        for outcome in ("created", "updated", "unchanged", "retry", "dead_lettered")
+        for outcome in ("first", "updated", "unchanged", "retry", "dead_lettered")
     }
-    assert syncs == {"created": 5, "updated": 4, "unchanged": 2, "retry": 6, "dead_lettered": 1}
+    assert syncs == {
+        "first": 5,
+        "updated": 4,
+        "unchanged": 2,
+        "retry": 6,
+        "dead_lettered": 1,
+    }
     assert one(samples, "contact_sync_rate_limited_total") == 1
     assert one(samples, "contact_sync_limiter_wait_seconds_total") == pytest.approx(0.6)
     assert one(samples, "contact_sync_config_errors_total", status="403") == 1
@@ -291,7 +330,7 @@ def test_collector_on_an_empty_prefix_reports_zeros(redis_client: redis.Redis, k
     samples = scrape(redis_client, keys)
 
     assert one(samples, "contact_sync_up") == 1
-    assert one(samples, "contact_sync_syncs_total", outcome="created") == 0
+    assert one(samples, "contact_sync_syncs_total", outcome="first") == 0
     assert one(samples, "contact_sync_oldest_event_age_seconds") == 0
     assert one(samples, "contact_sync_most_overdue_seconds") == 0
     assert not any(name.startswith("contact_sync_api_request_duration") for name in samples)

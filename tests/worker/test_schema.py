@@ -273,6 +273,44 @@ def test_aware_datetime_value_keeps_its_offset() -> None:
     assert field_value(moment) == "2026-11-29T13:05:00+02:00"
 
 
+@pytest.mark.parametrize(
+    ("moment", "expected"),
+    [
+        (dt.datetime(2026, 11, 29, 13, 5, 7, 999_999, tzinfo=dt.UTC), "2026-11-29T13:05:07+00:00"),
+        (
+            dt.datetime(2020, 5, 19, 2, 45, 0, 1, tzinfo=dt.timezone(-dt.timedelta(hours=5))),
+            "2020-05-19T02:45:00-05:00",
+        ),
+        (
+            dt.datetime(
+                2026, 1, 2, 3, 4, 5, 500_000, tzinfo=dt.timezone(dt.timedelta(hours=5, minutes=30))
+            ),
+            "2026-01-02T03:04:05+05:30",
+        ),
+        (dt.datetime(999, 1, 2, 3, 4, 5, tzinfo=dt.UTC), "0999-01-02T03:04:05+00:00"),
+    ],
+)
+def test_aware_datetime_value_is_sent_in_whole_seconds(moment: dt.datetime, expected: str) -> None:
+    """Microseconds are cut (never rounded up) and the offset is kept as +HH:MM."""
+    assert field_value(moment) == expected
+
+
+def test_datetime_with_a_sub_minute_offset_is_sent_in_utc() -> None:
+    """An offset with seconds (local mean time) has no +HH:MM form, so the same moment goes in UTC."""
+    amsterdam_mean_time = dt.timezone(dt.timedelta(minutes=19, seconds=32))
+    moment = dt.datetime(1890, 6, 1, 12, 0, 0, 250_000, tzinfo=amsterdam_mean_time)
+    assert field_value(moment) == "1890-06-01T11:40:28+00:00"
+
+
+def test_datetime_that_does_not_fit_in_utc_is_rejected() -> None:
+    """A sub-minute offset on the first day of year 1 cannot be moved to UTC and is refused, not raised."""
+    moment = dt.datetime(1, 1, 1, 0, 0, tzinfo=dt.timezone(dt.timedelta(seconds=30)))
+    messages = messages_of(
+        {"email": "jon@example.com", "fieldValues": [{"field": 1, "value": moment}]}
+    )
+    assert messages == {"fieldValues": {0: {"value": ["Datetime is out of range."]}}}
+
+
 def test_naive_datetime_value_is_rejected() -> None:
     """A naive datetime value is rejected with a message about time zones."""
     messages = messages_of(

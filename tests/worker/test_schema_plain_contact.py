@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from typing import Any
 
@@ -45,12 +46,22 @@ field_ids = st.one_of(
     texts,
     st.none(),
 )
+# Datetimes with microseconds and any offset, sub-minute ones included, and naive ones.
+datetimes = st.one_of(
+    st.datetimes(timezones=st.timezones()),
+    st.datetimes(
+        timezones=st.timedeltas(-dt.timedelta(hours=23), dt.timedelta(hours=23)).map(dt.timezone)
+    ),
+    st.datetimes(),
+)
 field_values = st.one_of(
     texts,
     st.none(),
     st.integers(),
     st.lists(st.text(max_size=3), max_size=2),
     st.just("v" * 16_385),
+    datetimes,
+    st.dates(),
 )
 anything = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(), texts)
 items = st.one_of(
@@ -87,7 +98,7 @@ near_valid = st.fixed_dictionaries(
             st.fixed_dictionaries(
                 {
                     "field": st.one_of(st.integers(-1, 2**63), st.from_regex(r"\A[0-9]{1,20}\Z")),
-                    "value": st.one_of(near_valid_texts, st.just("z" * 16_384)),
+                    "value": st.one_of(near_valid_texts, st.just("z" * 16_384), datetimes),
                 }
             ),
             max_size=4,
@@ -129,6 +140,18 @@ def test_plain_contacts_take_the_fast_path(contact: dict[str, Any]) -> None:
     assert plain is not None
     assert json.dumps(plain) == json.dumps(schema_result(contact))
     assert normalize_contact(contact) == plain
+
+
+def test_datetime_values_are_formatted_by_the_schema_alone() -> None:
+    """A datetime value never takes the fast path, so normalize_contact sends it in whole seconds."""
+    moment = dt.datetime(
+        2026, 11, 29, 13, 5, 7, 654_321, tzinfo=dt.timezone(dt.timedelta(hours=-5))
+    )
+    contact = {"email": "a@example.com", "fieldValues": [{"field": 9, "value": moment}]}
+    assert _plain_contact(contact) is None
+    assert normalize_contact(contact)["fieldValues"] == [
+        {"field": "9", "value": "2026-11-29T13:05:07-05:00"}
+    ]
 
 
 @pytest.mark.parametrize(

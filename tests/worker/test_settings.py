@@ -202,13 +202,51 @@ def test_insecure_url_switch_allows_plain_http() -> None:
         "https://",
         "https://acct.api-us1.com/?token=x",
         "https://acct.api-us1.com/#frag",
+        "https://acct.api-us1.com/api/3?x=1",
+        "https://acct.api-us1.com/api/3#top",
+        "https://acct.api-us1.com/api/3/contact/sync",
+        "https://acct.api-us1.com/api",
+        "https://acct.api-us1.com/api/2",
+        "https://acct.api-us1.com/v3/api/3",
+        "https://acct.api-us1.com/app/contacts",
+        "https://acct.api-us1.com/xapi/3",
     ],
 )
 def test_malformed_api_url_is_rejected(url: str) -> None:
-    """Non-http(s), host-less, or query/fragment URLs raise ConfigError naming ACTIVECAMPAIGN_URL."""
+    """Non-http(s) or host-less URLs, a query or fragment (even after /api/3), or a path other than /api/3 raise ConfigError naming ACTIVECAMPAIGN_URL."""
     with pytest.raises(ConfigError) as caught:
         load(ACTIVECAMPAIGN_URL=url)
     assert caught.value.variable == "ACTIVECAMPAIGN_URL"
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://acct.api-us1.com/api/3",
+        "https://acct.api-us1.com/api/3/",
+        "https://acct.api-us1.com/API/3",
+        "https://acct.api-us1.com/Api/3//",
+        "https://acct.api-us1.com//",
+        "HTTPS://acct.api-us1.com",
+    ],
+)
+def test_api_url_with_a_trailing_api_3_is_normalised(url: str) -> None:
+    """A pasted /api/3 suffix (any case, trailing slashes) and trailing slashes are dropped."""
+    assert load(ACTIVECAMPAIGN_URL=url).activecampaign_url == "https://acct.api-us1.com"
+
+
+def test_api_url_normalisation_keeps_the_port() -> None:
+    """Stripping /api/3 leaves the scheme, host and port as given (the emulator on loopback)."""
+    settings = load(ACTIVECAMPAIGN_URL="http://127.0.0.1:8025/api/3/")
+    assert settings.activecampaign_url == "http://127.0.0.1:8025"
+
+
+def test_api_url_with_another_path_says_what_a_base_url_is() -> None:
+    """A path other than /api/3 is refused with a message showing the base URL's form."""
+    with pytest.raises(ConfigError) as caught:
+        load(ACTIVECAMPAIGN_URL="https://acct.api-us1.com/api/3/contact/sync")
+    assert "must be the account's base URL like https://acct.api-us1.com" in str(caught.value)
+    assert "'/api/3/contact/sync'" in str(caught.value)
 
 
 def test_require_api_names_the_missing_url() -> None:

@@ -528,8 +528,8 @@ def test_finish_counter_is_incremented(store: MergeStore) -> None:
     ingest(store, event(0))
     claim = claim_one(store)
     begin(store, claim)
-    finish(store, claim, counter="synced_created")
-    assert store.redis.hget(store.keys.stats, "synced_created") == b"1"
+    finish(store, claim, counter="synced_updated")
+    assert store.redis.hget(store.keys.stats, "synced_updated") == b"1"
 
 
 def test_dead_worker_in_flight_values_merge_into_the_next_begin(store: MergeStore) -> None:

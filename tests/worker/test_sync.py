@@ -55,7 +55,7 @@ class UpperRng(random.Random):
         return b
 
 
-CREATED = SyncResult(201, "113", "created", 12.3)
+CREATED = SyncResult(201, "113", 12.3)
 
 
 def never_sleep(seconds: float) -> None:
@@ -139,7 +139,7 @@ def test_synced_outcome(store: MergeStore, run: Run) -> None:
     assert outcome.fields["merged_events"] == 2
     assert outcome.fields["attempt"] == 1
     assert outcome.fields["contact_id"] == "113"
-    assert outcome.fields["action"] == "created"
+    assert outcome.fields["action"] == "unknown"
     assert outcome.fields["status"] == 201
     assert client.sent == [
         {
@@ -149,15 +149,26 @@ def test_synced_outcome(store: MergeStore, run: Run) -> None:
             "fieldValues": [{"field": "6", "value": "x"}],
         }
     ]
-    assert store.redis.hget(store.keys.stats, "synced_created") == b"1"
+    assert store.redis.hget(store.keys.stats, "synced_unknown") == b"1"
+    assert store.redis.hget(store.keys.stats, "synced_updated") is None
 
 
 def test_known_contact_is_reported_as_updated(store: MergeStore, run: Run) -> None:
-    """Once a contact was confirmed, later syncs report 'updated' whatever the body says."""
+    """Once a contact was confirmed, later syncs report 'updated' and count synced_updated."""
     run(FakeClient(CREATED), change(store, 0, firstName="A"))
     outcome = run(FakeClient(CREATED), change(store, 1, firstName="B"))
     assert outcome.fields["action"] == "updated"
     assert outcome.fields["fields_sent"] == ["firstName"]
+    assert store.redis.hget(store.keys.stats, "synced_unknown") == b"1"
+    assert store.redis.hget(store.keys.stats, "synced_updated") == b"1"
+
+
+def test_a_failed_first_sync_leaves_the_contact_unknown(store: MergeStore, run: Run) -> None:
+    """Only a confirmed sync makes a contact known: after a failed first attempt the retry is still 'unknown'."""
+    run(FakeClient(ApiServerError(503)), change(store, 0, firstName="A"))
+    store.redis.zadd(store.keys.due, {EMAIL: 0})
+    (again,) = store.claim_due(max_leases=10, lease_s=60).claims
+    assert run(FakeClient(CREATED), again).fields["action"] == "unknown"
 
 
 def test_unchanged_outcome_sends_nothing(store: MergeStore, run: Run) -> None:
