@@ -13,7 +13,7 @@ import email.utils
 import json
 import math
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,6 +33,7 @@ __all__ = ["ActiveCampaignClient", "SyncResult", "parse_retry_after_s"]
 USER_AGENT = "contact-sync/0.1 (+https://github.com/contact-sync)"
 _CONFIG_STATUSES = {401, 402, 403, 404}
 _MAX_RETRY_AFTER_S = 3600.0
+CATALOG_PAGE = 100  # the API's largest page
 _CONNECT_TIMEOUT_S = 3.05  # just over a TCP retransmission window, as requests' docs advise
 _MAX_MESSAGE_CHARS = 300
 _MAX_MESSAGES = 20
@@ -93,13 +94,55 @@ class ActiveCampaignClient:
             contact_id = str(raw_id) if raw_id is not None else None
         return SyncResult(response.status_code, contact_id, latency_ms)
 
+    def catalog(
+        self, kind: str, *, before_request: Callable[[], None] = lambda: None
+    ) -> Iterator[dict[str, Any]]:
+        """Every item of a catalog (``fields``, ``lists``, ``tags`` or ``accounts``), paged.
+
+        Pages of ``CATALOG_PAGE`` (100, the API's maximum) until ``meta.total`` is reached or
+        a page comes back empty. ``before_request`` runs before each request: the caller
+        takes a rate-limiter slot there. Fields come with the values of their options
+        (``fieldOptions``). Items are ``{"id", "name"}`` (``title``, ``perstag``, ``type``
+        and ``options`` too for fields). Raises ApiError.
+        """
+        offset = 0
+        while True:
+            before_request()
+            response = self._request(
+                "GET", f"/api/3/{kind}", params={"limit": CATALOG_PAGE, "offset": offset}
+            )
+            body = _json_or_none(response)
+            page = body.get(kind) if isinstance(body, dict) else None
+            if not isinstance(page, list) or not page:
+                return
+            yield from _catalog_items(kind, page, body)
+            offset += len(page)
+            total = _total(body)
+            if total is not None and offset >= total:
+                return
+
     def _post(self, path: str, payload: dict[str, Any]) -> requests.Response:
+        return self._request("POST", path, json=payload)
+
+    def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: dict[str, Any] | None = None,
+        params: dict[str, Any] | None = None,
+    ) -> requests.Response:
         # Raise outside the except blocks: requests' exception holds the prepared request and
         # its Api-Token header, and `from None` would still keep it as __context__.
         failure = None
         try:
-            response = self.session.post(
-                self.base_url + path, json=payload, timeout=self.timeout, allow_redirects=False
+            response = self.session.request(
+                method,
+                self.base_url + path,
+                json=json,
+                params=params,
+                timeout=self.timeout,
+                allow_redirects=False,
             )
         except requests.Timeout as exc:
             failure = f"timeout: {type(exc).__name__}"
@@ -116,6 +159,38 @@ class ActiveCampaignClient:
 
     def close(self) -> None:
         self.session.close()
+
+
+def _catalog_items(kind: str, page: list[Any], body: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    options: dict[str, list[str]] = {}
+    if kind == "fields":
+        for option in body.get("fieldOptions") or ():
+            if isinstance(option, dict) and option.get("field") is not None:
+                value = option.get("value", option.get("label"))
+                options.setdefault(str(option["field"]), []).append(str(value))
+    for item in page:
+        if not isinstance(item, dict) or item.get("id") is None:
+            continue
+        item_id = str(item["id"])
+        if kind == "fields":
+            yield {
+                "id": item_id,
+                "title": str(item.get("title") or ""),
+                "perstag": str(item.get("perstag") or ""),
+                "type": str(item.get("type") or "text"),
+                "options": options.get(item_id, []),
+            }
+        else:
+            name = item.get("tag") if kind == "tags" else item.get("name")
+            yield {"id": item_id, "name": str(name or "")}
+
+
+def _total(body: dict[str, Any]) -> int | None:
+    meta = body.get("meta")
+    try:
+        return int(meta["total"]) if isinstance(meta, dict) else None
+    except (KeyError, TypeError, ValueError):
+        return None
 
 
 def raise_for_status(response: requests.Response) -> None:

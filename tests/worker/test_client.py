@@ -459,3 +459,68 @@ def test_transport_failures_never_carry_the_token(
     assert error.__context__ is None
     assert not any(_mentions_token(item) for item in _chain(error))
     assert TOKEN not in "".join(traceback.format_exception(error))
+
+
+# -- catalogs -----------------------------------------------------------------------------
+
+
+def _field(n: int) -> dict[str, Any]:
+    return {"id": str(n), "title": f"Field {n}", "perstag": f"F{n}", "type": "text"}
+
+
+def test_catalog_reads_every_page_of_100_and_takes_a_slot_before_each(
+    mocked: responses.RequestsMock, client: ActiveCampaignClient
+) -> None:
+    """250 fields take 3 requests (limit=100; offset 0, 100, 200), each after before_request; options come from fieldOptions."""
+    fields = [_field(n) for n in range(1, 251)]
+    fields[0]["type"] = "dropdown"
+    for offset in (0, 100, 200):
+        mocked.get(
+            f"{BASE}/api/3/fields",
+            match=[responses.matchers.query_param_matcher({"limit": "100", "offset": str(offset)})],
+            json={
+                "fields": fields[offset : offset + 100],
+                "fieldOptions": [
+                    {"field": "1", "label": "Small", "value": "S", "id": "9"},
+                    {"field": "1", "label": "Large", "value": "L", "id": "10"},
+                ]
+                if offset == 0
+                else [],
+                "meta": {"total": "250"},
+            },
+        )
+    slots: list[int] = []
+    items = list(client.catalog("fields", before_request=lambda: slots.append(len(slots))))
+    assert len(items) == 250
+    assert len(slots) == 3
+    assert items[0] == {
+        "id": "1",
+        "title": "Field 1",
+        "perstag": "F1",
+        "type": "dropdown",
+        "options": ["S", "L"],
+    }
+    assert [call.request.headers["Api-Token"] for call in mocked.calls] == [TOKEN] * 3
+
+
+def test_catalog_of_tags_and_an_empty_catalog(
+    mocked: responses.RequestsMock, client: ActiveCampaignClient
+) -> None:
+    """Tags come as {"id", "name"} from their "tag" attribute; an empty first page ends the read."""
+    mocked.get(
+        f"{BASE}/api/3/tags",
+        json={"tags": [{"id": "16", "tag": "Trial", "tagType": "contact"}], "meta": {"total": "1"}},
+    )
+    mocked.get(f"{BASE}/api/3/lists", json={"lists": [], "meta": {"total": "0"}})
+    assert list(client.catalog("tags")) == [{"id": "16", "name": "Trial"}]
+    assert list(client.catalog("lists")) == []
+
+
+def test_catalog_errors_are_api_errors(
+    mocked: responses.RequestsMock, client: ActiveCampaignClient
+) -> None:
+    """A catalog read that gets a 429 raises RateLimited, like a sync."""
+    mocked.get(f"{BASE}/api/3/accounts", status=429, headers={"Retry-After": "7"})
+    with pytest.raises(RateLimited) as caught:
+        list(client.catalog("accounts"))
+    assert caught.value.retry_after_s == 7
