@@ -4,10 +4,15 @@ Standard library only on the serving side. `FakeActiveCampaign` runs in-process 
 `main` runs it as a process (`contact-sync fake-activecampaign`, `python -m
 fake_activecampaign`); `EmulatorClient` reads its admin API at /_emulator/.
 
-Modules: `emulator` (lifecycle), `server` (HTTP plumbing), `api` (the /api/3 endpoints and
-their gate), `admin` (/_emulator/), `schema` (what sync accepts), `store` (contacts),
-`bodies` (response shapes), `fields` (custom fields), `ratelimit` (arrival window),
-`faults`, `traffic` (request log and stats), `auth` (the token), `client`, `cli`.
+Modules: `emulator` (lifecycle), `server` (HTTP plumbing), `exchange` (request and reply
+values), `api` (the gate every /api/3 request passes), `router` (route templates), the
+endpoint groups `contacts_api`, `fields_api`, `tags_api`, `lists_api`, `accounts_api`,
+`inputs` and `schema` (what they accept), `paging`, `bodies` (response shapes), `state`
+(the account: `store` contacts, `fields`, `catalogs` of tags/lists/accounts, `links`),
+`values` (field value forms), `subjects` (which contact a request is about), `admin`,
+`admin_catalogs` and `inspection` (/_emulator/), `ratelimit`, `faults`, `traffic` (request
+log and stats), `auth` (the token), `client`, `cli`. README.md lists the endpoints and
+which behaviours are assumptions.
 """
 
 from __future__ import annotations

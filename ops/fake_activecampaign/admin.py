@@ -1,6 +1,7 @@
-"""The admin API under /_emulator/: what tests read and how they inject faults.
+"""The admin API under /_emulator/: what tests read, define and how they inject faults.
 
-No token is needed here, and nothing here echoes the API token back.
+No token is needed here, and nothing here echoes the API token back. The catalog routes
+(fields, tags, lists, accounts) are in admin_catalogs.py.
 """
 
 from __future__ import annotations
@@ -9,11 +10,13 @@ from collections.abc import Callable
 from urllib.parse import unquote
 
 from fake_activecampaign import bodies
+from fake_activecampaign.admin_catalogs import AdminCatalogs
 from fake_activecampaign.auth import ApiToken
 from fake_activecampaign.exchange import Reply, Request
 from fake_activecampaign.faults import FaultConfigError, Faults
+from fake_activecampaign.inspection import contact_view
 from fake_activecampaign.ratelimit import ArrivalWindow
-from fake_activecampaign.store import ContactStore
+from fake_activecampaign.state import AccountState
 from fake_activecampaign.traffic import Traffic
 
 __all__ = ["ADMIN_PREFIX", "ADMIN_ROUTES", "Admin", "is_admin_path"]
@@ -28,6 +31,14 @@ ADMIN_ROUTES = (
     "POST /_emulator/faults",
     "POST /_emulator/token",
     "POST /_emulator/reset",
+    "GET /_emulator/fields",
+    "POST /_emulator/fields",
+    "GET /_emulator/tags",
+    "POST /_emulator/tags",
+    "GET /_emulator/lists",
+    "POST /_emulator/lists",
+    "GET /_emulator/accounts",
+    "POST /_emulator/accounts",
 )
 _CONTACT_PREFIX = f"{ADMIN_PREFIX}/contacts/"
 
@@ -42,14 +53,14 @@ class Admin:
     def __init__(
         self,
         *,
-        store: ContactStore,
+        state: AccountState,
         traffic: Traffic,
         window: ArrivalWindow,
         faults: Faults,
         token: ApiToken,
         reset: Callable[[], None],
     ) -> None:
-        self._store = store
+        self._state = state
         self._traffic = traffic
         self._window = window
         self._faults = faults
@@ -63,6 +74,7 @@ class Admin:
             ("POST", f"{ADMIN_PREFIX}/faults"): self._set_faults,
             ("POST", f"{ADMIN_PREFIX}/token"): self._set_token,
             ("POST", f"{ADMIN_PREFIX}/reset"): self._do_reset,
+            **AdminCatalogs(state=state, prefix=ADMIN_PREFIX).routes(),
         }
 
     def handle(self, request: Request) -> Reply:
@@ -79,14 +91,14 @@ class Admin:
         return Reply(404, dict(bodies.NOT_FOUND))
 
     def _contacts(self, _request: Request) -> Reply:
-        contacts = self._store.all()
-        return Reply(200, {key: bodies.admin_contact(c) for key, c in contacts.items()})
+        contacts = self._state.contacts.all()
+        return Reply(200, {key: contact_view(self._state, c) for key, c in contacts.items()})
 
     def _contact(self, email: str) -> Reply:
-        contact = self._store.get(email)
+        contact = self._state.contacts.get(email)
         if contact is None:
             return Reply(404, dict(bodies.NOT_FOUND))
-        return Reply(200, bodies.admin_contact(contact))
+        return Reply(200, contact_view(self._state, contact))
 
     def _stats(self, _request: Request) -> Reply:
         return Reply(200, self._traffic.stats(max_per_second=self._window.peak()))

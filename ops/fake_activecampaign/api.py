@@ -1,6 +1,9 @@
-"""The ActiveCampaign endpoints we emulate: contact/sync, contacts?email= and fields.
+"""The gate every /api/3/ request passes, and the table of endpoints behind it.
 
-Every request under /api/3/ passes the same gate, in this order:
+The endpoints live one group per module: `contacts_api` (contact/sync, contacts),
+`fields_api`, `tags_api` (tags, contactTags), `lists_api` (lists, contactLists) and
+`accounts_api` (accounts, accountContacts). Every one of them passes the same gate, so the
+rate limit, faults, latency and the token check apply to all alike, in this order:
 
 1. faults are decided; a forced 429 is answered at once and, like any 429, stays out of
    the rate window;
@@ -16,22 +19,26 @@ the moment it reads the answer, and that request must not overlap this one in th
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
-from typing import Any
 
-from fake_activecampaign import bodies, schema
+from fake_activecampaign import bodies
+from fake_activecampaign.accounts_api import AccountEndpoints
 from fake_activecampaign.auth import ApiToken
+from fake_activecampaign.contacts_api import ContactEndpoints
 from fake_activecampaign.exchange import RESET, Reply, Request
 from fake_activecampaign.faults import Fault, Faults
-from fake_activecampaign.fields import KNOWN_FIELD_IDS, fields_page, page_bounds
+from fake_activecampaign.fields_api import FieldEndpoints
+from fake_activecampaign.lists_api import ListEndpoints
 from fake_activecampaign.ratelimit import (
     Admission,
     ArrivalWindow,
     limit_header,
     retry_after_header,
 )
-from fake_activecampaign.store import ContactStore
+from fake_activecampaign.router import Route, Router
+from fake_activecampaign.state import AccountState
+from fake_activecampaign.subjects import request_email
+from fake_activecampaign.tags_api import TagEndpoints
 from fake_activecampaign.traffic import Traffic
 
 __all__ = ["API_PREFIX", "Api"]
@@ -54,7 +61,7 @@ class Api:
     def __init__(
         self,
         *,
-        store: ContactStore,
+        state: AccountState,
         traffic: Traffic,
         window: ArrivalWindow,
         faults: Faults,
@@ -62,29 +69,43 @@ class Api:
         base_url: str,
         wait: Callable[[float], bool],
     ) -> None:
-        self._store = store
+        self._state = state
         self._traffic = traffic
         self._window = window
         self._faults = faults
         self._token = token
-        self._base_url = base_url
         self._wait = wait
+        self._router = Router(
+            (
+                *ContactEndpoints(
+                    state=state, traffic=traffic, faults=faults, base_url=base_url
+                ).routes(),
+                *FieldEndpoints(fields=state.fields, base_url=base_url).routes(),
+                *TagEndpoints(state=state, base_url=base_url).routes(),
+                *ListEndpoints(state=state, traffic=traffic, base_url=base_url).routes(),
+                *AccountEndpoints(state=state).routes(),
+            )
+        )
 
     def handle(self, request: Request) -> Reply:
-        email = _request_email(request)
+        is_api = request.path.startswith(API_PREFIX)
+        resolved = self._router.resolve(request.method, request.path) if is_api else None
+        params = {} if resolved is None else resolved[1]
+        email = request_email(request, params=params, state=self._state)
         if request.body_error is not None:
             reply = Reply(request.body_error, dict(_BODY_ERRORS.get(request.body_error, {})))
-        elif not request.path.startswith(API_PREFIX):
+        elif not is_api:
             reply = Reply(404, dict(bodies.NOT_FOUND))
         else:
             with self._traffic.in_flight(email):
-                reply = self._gate(request)
-        self._traffic.record(request, status=reply.status, email=email)
+                reply = self._gate(request, resolved)
+        template = self._router.template_for(request.path)
+        self._traffic.record(request, status=reply.status, email=email, template=template)
         if reply.delay_s > 0 and self._wait(reply.delay_s):
             return RESET
         return reply
 
-    def _gate(self, request: Request) -> Reply:
+    def _gate(self, request: Request, resolved: tuple[Route, dict[str, str]] | None) -> Reply:
         fault = self._faults.decide(request.arrived_mono_s)
         if fault is not None and fault.kind == "status" and fault.status == 429:
             self._wait(self._faults.latency_s())
@@ -106,62 +127,12 @@ class Api:
             return self._fault_reply(fault, admission)
         if not self._token.matches(request.api_token):
             reply = Reply(403, dict(bodies.FORBIDDEN))
+        elif resolved is None:
+            reply = Reply(404, dict(bodies.NOT_FOUND))
         else:
-            reply = self._route(request)
+            route, params = resolved
+            reply = route.handler(request, params)
         return reply.with_headers(self._rate_headers(admission))
-
-    def _route(self, request: Request) -> Reply:
-        route = (request.method, request.path.rstrip("/"))
-        if route == ("POST", "/api/3/contact/sync"):
-            return self._sync(request)
-        if route == ("GET", "/api/3/contacts"):
-            return self._contacts(request)
-        if route == ("GET", "/api/3/fields"):
-            limit, offset = request.query_value("limit"), request.query_value("offset")
-            return Reply(200, fields_page(limit, offset))
-        return Reply(404, dict(bodies.NOT_FOUND))
-
-    def _sync(self, request: Request) -> Reply:
-        try:
-            contact = schema.contact_object(request.body)
-        except schema.BadSyncBody:
-            return Reply(400, {})
-        self._traffic.count_ignored(attributes=len(schema.ignored_attributes(contact)))
-        problem = schema.email_problem(contact.get("email"))
-        if problem is not None:
-            return Reply(422, bodies.errors_body(problem))
-        try:
-            sync = schema.parse_contact(contact)
-        except schema.BadSyncBody:
-            return Reply(400, {})
-        if self._faults.rejects_email(sync.email):
-            return Reply(422, bodies.errors_body(schema.EMAIL_INVALID))
-        outcome = self._store.upsert(sync, now_s=time.time())
-        unknown = sum(1 for field_id, _ in sync.field_values if field_id not in KNOWN_FIELD_IDS)
-        self._traffic.count_sync(created=outcome.created, unknown_field_values=unknown)
-        return Reply(
-            201,
-            bodies.sync_body(outcome, base_url=self._base_url),
-            delay_s=self._faults.delay_after_store_s(),
-        )
-
-    def _contacts(self, request: Request) -> Reply:
-        email = request.query_value("email")
-        if email is not None:
-            found = self._store.get(email)
-            page = [] if found is None else [found]
-            total = len(page)
-        else:
-            limit, offset = page_bounds(request.query_value("limit"), request.query_value("offset"))
-            everyone = list(self._store.all().values())
-            page, total = everyone[offset : offset + limit], len(everyone)
-        return Reply(
-            200,
-            {
-                "contacts": [bodies.contact_body(c, base_url=self._base_url) for c in page],
-                "meta": {"total": str(total)},
-            },
-        )
 
     def _fault_reply(self, fault: Fault, admission: Admission | None) -> Reply:
         if fault.kind == "reset":
@@ -190,12 +161,3 @@ class Api:
             ("RateLimit-Limit", limit_header(self._window.limit)),
             ("RateLimit-Remaining", str(admission.remaining)),
         ]
-
-
-def _request_email(request: Request) -> str | None:
-    """The email a request is about: the synced contact's, or a lookup's `email` query."""
-    body: Any = request.body
-    if isinstance(body, dict) and isinstance(body.get("contact"), dict):
-        email = body["contact"].get("email")
-        return email if isinstance(email, str) and email else None
-    return request.query_value("email") if request.path.startswith(API_PREFIX) else None

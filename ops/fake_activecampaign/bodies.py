@@ -23,7 +23,10 @@ __all__ = [
     "ac_timestamp",
     "admin_contact",
     "contact_body",
+    "error_body",
     "errors_body",
+    "missing_field",
+    "not_found",
     "status_body",
     "sync_body",
 ]
@@ -123,18 +126,32 @@ def sync_body(outcome: SyncOutcome, *, base_url: str) -> dict[str, Any]:
     }
 
 
-def errors_body(problem: EmailProblem) -> dict[str, Any]:
-    """The one documented 422 shape."""
+def error_body(title: str, *, code: str, attribute: str) -> dict[str, Any]:
+    """The documented 422 shape, `{"errors": [{"title", "detail", "code", "source"}]}`."""
+    pointer = f"/data/attributes/{attribute}"
     return {
-        "errors": [
-            {
-                "title": problem.title,
-                "detail": "",
-                "code": problem.code,
-                "source": {"pointer": "/data/attributes/email"},
-            }
-        ]
+        "errors": [{"title": title, "detail": "", "code": code, "source": {"pointer": pointer}}]
     }
+
+
+def errors_body(problem: EmailProblem) -> dict[str, Any]:
+    """The documented 422 for a contact's email."""
+    return error_body(problem.title, code=problem.code, attribute="email")
+
+
+def missing_field(attribute: str) -> dict[str, Any]:
+    """A 422 for a required attribute that is absent or blank.
+
+    Only the shape is documented; the title and code follow the documented email error.
+    """
+    return error_body(
+        f"The {attribute} field is required", code="field_missing", attribute=attribute
+    )
+
+
+def not_found(entity: str, record_id: str) -> dict[str, Any]:
+    """A 404 body; documented for SubscriberTag, used by analogy for the other entities."""
+    return {"message": f"No Result found for {entity} with id {record_id}"}
 
 
 def status_body(status: int) -> dict[str, Any]:

@@ -12,7 +12,7 @@ from fake_activecampaign.exchange import Reply, Request
 from fake_activecampaign.faults import Faults
 from fake_activecampaign.ratelimit import ArrivalWindow
 from fake_activecampaign.server import EmulatorHTTPServer
-from fake_activecampaign.store import ContactStore
+from fake_activecampaign.state import AccountState
 from fake_activecampaign.traffic import Traffic
 
 __all__ = ["FakeActiveCampaign"]
@@ -43,7 +43,7 @@ class FakeActiveCampaign:
         self._host = host
         self._port = port
         self._token = ApiToken(api_token)
-        self._store = ContactStore()
+        self._state = AccountState()
         self._traffic = Traffic()
         self._window = ArrivalWindow(rate_limit)
         self._faults = Faults(latency_ms=latency_ms, error_rate=error_rate, seed=seed)
@@ -66,7 +66,7 @@ class FakeActiveCampaign:
         server = EmulatorHTTPServer((self._host, self._port))
         self._url = f"http://{self._host}:{server.server_port}"
         api = Api(
-            store=self._store,
+            state=self._state,
             traffic=self._traffic,
             window=self._window,
             faults=self._faults,
@@ -75,7 +75,7 @@ class FakeActiveCampaign:
             wait=self._stopping.wait,
         )
         admin = Admin(
-            store=self._store,
+            state=self._state,
             traffic=self._traffic,
             window=self._window,
             faults=self._faults,
@@ -110,8 +110,9 @@ class FakeActiveCampaign:
         self._server = self._thread = None
 
     def reset(self) -> None:
-        """Forget contacts, log and stats; restore the constructed faults and token."""
-        self._store.reset()
+        """Forget contacts, catalogs, log and stats; restore the constructed fields, faults
+        and token."""
+        self._state.reset()
         self._traffic.reset()
         self._window.reset()
         self._faults.reset()

@@ -1,4 +1,5 @@
-"""What `POST /api/3/contact/sync` accepts, checked the way the real endpoint checks it.
+"""What the endpoints accept: `/contact/sync` checked the way the real endpoint checks it,
+and the `{"<resource>": {...}}` bodies of the tag, list and account endpoints.
 
 Documented attributes are `email` (required), `firstName`, `lastName`, `phone` and
 `fieldValues`; anything else is ignored, as ActiveCampaign ignores undocumented keys, but
@@ -22,6 +23,8 @@ __all__ = [
     "email_problem",
     "ignored_attributes",
     "parse_contact",
+    "text_value",
+    "wrapped_object",
 ]
 
 ACCEPTED_ATTRIBUTES = frozenset({"email", "firstName", "lastName", "phone", "fieldValues"})
@@ -56,10 +59,30 @@ class SyncInput:
 
 def contact_object(body: Any) -> dict[str, Any]:
     """The `contact` object of a parsed body. Raises BadSyncBody."""
-    if not isinstance(body, dict) or not isinstance(body.get("contact"), dict):
+    contact = wrapped_object(body, "contact")
+    if contact is None:
         raise BadSyncBody('expected {"contact": {...}}')
-    contact: dict[str, Any] = body["contact"]
     return contact
+
+
+def wrapped_object(body: Any, key: str) -> dict[str, Any] | None:
+    """`body[key]` when the body is `{key: {...}}`, else None (answered 400 with `{}`)."""
+    if not isinstance(body, dict) or not isinstance(body.get(key), dict):
+        return None
+    inner: dict[str, Any] = body[key]
+    return inner
+
+
+def text_value(value: Any) -> str | None:
+    """An id or name as text, from a string or an integer; None when absent or blank.
+
+    The API sends ids as strings and accepts numbers for them; anything else (objects,
+    booleans) counts as missing.
+    """
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        return None
+    text = str(value)
+    return text if text.strip() else None
 
 
 def ignored_attributes(contact: dict[str, Any]) -> tuple[str, ...]:

@@ -73,6 +73,7 @@ class ContactStore:
                     syncs=0,
                 )
                 self._contacts[key] = record
+                self._keys_by_id[record.id] = key
             record.first_name = sync.attributes.get("firstName", record.first_name)
             record.last_name = sync.attributes.get("lastName", record.last_name)
             record.phone = sync.attributes.get("phone", record.phone)
@@ -97,6 +98,12 @@ class ContactStore:
             record = self._contacts.get(email.lower())
             return None if record is None else record.copy()
 
+    def get_by_id(self, contact_id: str) -> ContactRecord | None:
+        """The contact with API id `contact_id`, or None."""
+        with self._lock:
+            key = self._keys_by_id.get(contact_id)
+            return None if key is None else self._contacts[key].copy()
+
     def all(self) -> dict[str, ContactRecord]:
         """Every contact keyed by lower-cased email, in creation order."""
         with self._lock:
@@ -108,5 +115,6 @@ class ContactStore:
 
     def _reset_unlocked(self) -> None:
         self._contacts: dict[str, ContactRecord] = {}
+        self._keys_by_id: dict[str, str] = {}
         self._contact_ids = itertools.count(1)
         self._field_value_ids = itertools.count(1)

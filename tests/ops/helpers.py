@@ -45,5 +45,15 @@ class ApiSession:
         kwargs.setdefault("timeout", self.timeout_s)
         return self.session.get(f"{self.base_url}{path}", **kwargs)
 
+    def delete(self, path: str, **kwargs: Any) -> requests.Response:
+        kwargs.setdefault("timeout", self.timeout_s)
+        return self.session.delete(f"{self.base_url}{path}", **kwargs)
+
+    def contact_id(self, email: str) -> str:
+        """Sync a bare contact and return its id."""
+        response = self.sync({"email": email})
+        assert response.status_code == 201, response.text
+        return str(response.json()["contact"]["id"])
+
     def close(self) -> None:
         self.session.close()
