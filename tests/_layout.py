@@ -12,12 +12,17 @@ from worker.stamp import STAMP_BYTES, Order, parse_stamp
 
 __all__ = ["attribute_name", "readable_contact", "stamps"]
 
-_NAMES = {"e": "email", "f": "firstName", "l": "lastName", "p": "phone"}
+_NAMES = {"e": "email", "f": "firstName", "l": "lastName", "p": "phone", "a": "account"}
+_KINDS = {"L": "list:", "#": "tag:"}
 _STATES = ("p:", "f:", "c:")
 
 
 def attribute_name(code: str) -> str:
-    return _NAMES.get(code) or f"field:{code}"
+    if code in _NAMES:
+        return _NAMES[code]
+    if code[:1] in _KINDS:
+        return _KINDS[code[:1]] + code[1:]
+    return f"field:{code}"
 
 
 def readable_contact(raw: Mapping[bytes, bytes], email: str) -> dict[str, str]:

@@ -64,6 +64,7 @@ class Begun:
     known: bool = False
     first_attempt_ms: int = 0
     now_ms: int = 0
+    contact_id: str | None = None  # ActiveCampaign's id, once a sync or lookup told us
     attributes: dict[str, str] = field(default_factory=dict)
 
 
@@ -231,7 +232,7 @@ class MergeStore:
             return Begun("stale")
         if status == "unchanged":
             return Begun("unchanged", merged_events=int(reply[1]))
-        flat = [_text(item) for item in reply[6:]]
+        flat = [_text(item) for item in reply[7:]]
         return Begun(
             "send",
             merged_events=int(reply[1]),
@@ -239,6 +240,7 @@ class MergeStore:
             known=_text(reply[3]) == "1",
             first_attempt_ms=int(reply[4]),
             now_ms=int(reply[5]),
+            contact_id=_text(reply[6]) or None,
             attributes={flat[n]: flat[n + 1] for n in range(0, len(flat), 2)},
         )
 
@@ -255,8 +257,15 @@ class MergeStore:
         status: int | None = None,
         errors: Any = None,
         counter: str = "",
+        contact_id: str | None = None,
+        confirmed: Sequence[str] = (),
     ) -> str:
-        """Complete an attempt. Returns the outcome, or 'stale' if the lease was lost."""
+        """Complete an attempt. Returns the outcome, or 'stale' if the lease was lost.
+
+        ``confirmed`` names attributes ActiveCampaign accepted before a partial failure:
+        they are confirmed, and ``outcome`` applies to the rest. ``contact_id`` is recorded
+        when the attempt learned it.
+        """
         reply = self._finish(
             keys=[
                 self.keys.contact(email),
@@ -278,6 +287,9 @@ class MergeStore:
                 json.dumps(errors if errors is not None else [], ensure_ascii=False),
                 counter,
                 *self._dead_bounds,
+                contact_id or "",
+                len(confirmed),
+                *confirmed,
             ],
         )
         return _text(reply)

@@ -608,3 +608,82 @@ def test_lua_orders_stamps_like_python(
     later, key = redis_client.eval(_LUA_ORDER, 0, a, b)
     assert later == (1 if a > b else 0)
     assert key.decode() == order_key(first[0], f"{first[1]}-{first[2]}")
+
+
+# -- tags, lists, the account; partial completion (issue 10) -----------------------------
+
+
+def raw_event(at_s: float, email: str = EMAIL, **attributes: str) -> ContactEvent:
+    """An event with attributes as the pump hands them to the store (references resolved)."""
+    return ContactEvent(
+        id=f"e-{at_s}",
+        occurred_at=T0 + dt.timedelta(seconds=at_s),
+        source=None,
+        email=email,
+        attributes=attributes,
+    )
+
+
+def test_tags_lists_and_the_account_merge_last_write_wins_each(store: MergeStore) -> None:
+    """Each tag, each list and the account is an attribute of its own; an older event never undoes a newer one."""
+    ingest(store, raw_event(5, **{"tag:trial": "1Trial", "list:3": "1", "account": "Acme"}))
+    ingest(store, raw_event(1, **{"tag:trial": "0Trial", "list:3": "2", "account": "Old"}))
+    ingest(store, raw_event(6, **{"tag:vip": "1VIP"}))
+    assert pending_values(store) == {
+        "email": EMAIL,
+        "tag:trial": "1Trial",
+        "tag:vip": "1VIP",
+        "list:3": "1",
+        "account": "Acme",
+    }
+
+
+def test_a_tag_added_then_removed_in_one_window_sends_only_the_removal(store: MergeStore) -> None:
+    """The later removal wins the merge; a removal ActiveCampaign already confirmed sends nothing."""
+    ingest(store, raw_event(0, **{"tag:trial": "1Trial"}), raw_event(1, **{"tag:trial": "0Trial"}))
+    claim = claim_one(store)
+    assert begin(store, claim).attributes == {"email": EMAIL, "tag:trial": "0Trial"}
+    assert finish(store, claim) == "success"
+    ingest(store, raw_event(2, **{"tag:trial": "0trial"}))  # the same flag in other letters
+    assert begin(store, claim_one(store)) == Begun("unchanged", merged_events=1)
+
+
+def test_partial_failure_confirms_what_succeeded_and_retries_only_the_rest(
+    store: MergeStore,
+) -> None:
+    """The sync and one tag succeeded, the list call failed: the retry sends only the list, and the contact id is kept."""
+    ingest(store, raw_event(0, firstName="A", **{"tag:trial": "1Trial", "list:3": "1"}))
+    claim = claim_one(store)
+    assert begin(store, claim).contact_id is None
+    assert (
+        finish(
+            store,
+            claim,
+            "retry",
+            contact_id="77",
+            confirmed=["email", "firstName", "tag:trial"],
+            retry_delay_s=0,
+        )
+        == "retry"
+    )
+    state = contact_hash(store)
+    assert (state["c:firstName"], state["c:tag:trial"], state["m:id"], state["m:known"]) == (
+        "A",
+        "1Trial",
+        "77",
+        "1",
+    )
+    again = begin(store, claim_one(store))
+    assert again.attributes == {"list:3": "1"}
+    assert (again.known, again.contact_id) == (True, "77")
+
+
+def test_a_partial_dead_letter_holds_only_what_failed(store: MergeStore) -> None:
+    """A permanent failure of one list call after the sync succeeded dead-letters that list alone."""
+    ingest(store, raw_event(0, firstName="A", **{"list:9": "1"}))
+    claim = claim_one(store)
+    begin(store, claim)
+    finish(store, claim, "dead", reason="api_rejected", confirmed=["email", "firstName"])
+    ((_, letter),) = store.redis.xrange(store.keys.dead)
+    assert json.loads(letter[b"attributes"]).keys() == {"list:9"}
+    assert contact_hash(store)["c:firstName"] == "A"

@@ -2,7 +2,8 @@
 
 Fields: '<state>:<code>' = stamp .. value, with state p (pending), f (in flight) or
 c (confirmed), and code the attribute's short name: e email, f firstName, l lastName,
-p phone, <id> field:<id>. The email is the hash's own key, so its value is never stored
+p phone, a account, <id> field:<id>, L<id> list:<id>, #<name> tag:<name>. The email is
+the hash's own key, so its value is never stored
 and it is never confirmed: `m:known` says ActiveCampaign has the contact.
 
 A stamp is the order of the event a value came from, 17 bytes big-endian (worker/stamp.py
@@ -11,17 +12,33 @@ sequence (4). Stamps are compared as numbers, never with Lua's `<` on strings, w
 follows the server's locale (strcoll) and is not byte order.
 ]]
 local STAMP_BYTES = 17
-local CODES = {email = 'e', firstName = 'f', lastName = 'l', phone = 'p'}
-local NAMES = {e = 'email', f = 'firstName', l = 'lastName', p = 'phone'}
+local CODES = {email = 'e', firstName = 'f', lastName = 'l', phone = 'p', account = 'a'}
+local NAMES = {e = 'email', f = 'firstName', l = 'lastName', p = 'phone', a = 'account'}
 
+-- field:<id> -> <id>, list:<id> -> L<id>, tag:<lower-case name> -> #<name>.
 local function attribute_code(name)
   local code = CODES[name] or string.match(name, '^field:(%d+)$')
-  if not code then error('contact-sync: no code for attribute ' .. name) end
-  return code
+  if code then return code end
+  local list = string.match(name, '^list:(%d+)$')
+  if list then return 'L' .. list end
+  local tag = string.match(name, '^tag:(.+)$')
+  if tag then return '#' .. tag end
+  error('contact-sync: no code for attribute ' .. name)
 end
 
 local function attribute_name(code)
-  return NAMES[code] or ('field:' .. code)
+  if NAMES[code] then return NAMES[code] end
+  local kind = string.sub(code, 1, 1)
+  if kind == 'L' then return 'list:' .. string.sub(code, 2) end
+  if kind == '#' then return 'tag:' .. string.sub(code, 2) end
+  return 'field:' .. code
+end
+
+-- Whether two values of one attribute mean the same to ActiveCampaign. A tag's value is
+-- its flag (1 on, 0 off) and then its name as last written; only the flag counts.
+local function same_value(code, a, b)
+  if string.sub(code, 1, 1) == '#' then return string.sub(a, 1, 1) == string.sub(b, 1, 1) end
+  return a == b
 end
 
 local function stamp_of(stored)

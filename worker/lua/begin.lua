@@ -7,7 +7,8 @@ ARGV[1] email   ARGV[2] lease token   ARGV[3] lease length (ms)   ARGV[4] confir
 Hash layout (values and stamps: _layout.lua): p:<code> pending, f:<code> in flight,
 c:<code> confirmed; m:n merged pending events, m:fn merged in-flight events, m:attempt
 failed attempts so far, m:since ms of the first attempt, m:known 1 once ActiveCampaign
-confirmed this contact, m:begun the lease token that began sending (cleared by finish.lua).
+confirmed this contact, m:id its ActiveCampaign id once known, m:begun the lease token
+that began sending (cleared by finish.lua).
 The lease token itself lives in KEYS[5], not in the hash: claim.lua can then hand out
 leases without touching contact hashes it could not declare.
 
@@ -17,7 +18,7 @@ what a dead worker may have left in flight (the later stamp wins); attributes eq
 confirmed value are dropped, and so is the email of a known contact. If nothing is left the
 sync completes here as `unchanged`, with no request.
 Returns {'stale'} | {'unchanged', merged} |
-        {'send', merged, attempt, known, since_ms, now_ms, attr1, value1, ...}.
+        {'send', merged, attempt, known, since_ms, now_ms, contact id or '', attr1, value1, ...}.
 ]]
 local key, email, token = KEYS[1], ARGV[1], ARGV[2]
 if redis.call('HGET', KEYS[5], email) ~= token then return {'stale'} end
@@ -59,7 +60,7 @@ for name, stored in pairs(h) do
     local confirmed = h['c:' .. code]
     if code == 'e' and known == '1' then
       redis.call('HDEL', key, name)
-    elseif confirmed and value_of(confirmed) == value_of(stored) then
+    elseif confirmed and same_value(code, value_of(confirmed), value_of(stored)) then
       -- Already confirmed: keep the later stamp so older events stay ignored.
       if later(stamp_of(stored), stamp_of(confirmed)) then
         redis.call('HSET', key, 'c:' .. code, stored)
@@ -88,6 +89,7 @@ if since == nil then
   redis.call('HSET', key, 'm:since', now)
 end
 redis.call('HSET', key, 'm:begun', token)
-local result = {'send', merged, tonumber(h['m:attempt'] or '0') + 1, known, since, now}
+local result = {'send', merged, tonumber(h['m:attempt'] or '0') + 1, known, since, now,
+  h['m:id'] or ''}
 for _, item in ipairs(send) do result[#result + 1] = item end
 return result

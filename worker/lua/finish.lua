@@ -8,9 +8,13 @@ ARGV[6] confirmed TTL (ms, 0 = keep)
 ARGV[7] dead-letter reason   ARGV[8] HTTP status or ""   ARGV[9] errors (JSON)
 ARGV[10] stats counter to increment ("" for none)
 ARGV[11] most dead letters kept   ARGV[12] oldest dead letter kept (age, ms)
+ARGV[13] the contact's ActiveCampaign id, if this attempt learned it ("" otherwise)
+ARGV[14] count N, then N attribute names that ActiveCampaign confirmed before the attempt
+         ended otherwise (a partial failure: the sync succeeded, one tag call did not)
 
 Guarantees: only the lease holder completes (a stale holder changes nothing). Success moves
-in-flight values to confirmed. Retry merges in-flight values back under any newer pending
+in-flight values to confirmed; so do the named attributes of a partial failure, before the
+outcome applies to the rest, so a retry sends only what is left. Retry merges in-flight values back under any newer pending
 change, so nothing is lost and nothing newer is overwritten. Dead moves them to a dead letter.
 Changes that arrived while in flight are due at once: at most one request per email is in
 flight, and a follow-up sync sends them. Returns 'stale' or the outcome.
@@ -35,6 +39,23 @@ redis.call('HDEL', key, 'm:begun')
 redis.call('ZREM', KEYS[2], email)
 redis.call('HDEL', KEYS[6], email)
 
+local function confirm(code, stored)
+  local confirmed = h['c:' .. code]
+  if code ~= 'e' and (confirmed == nil or later(stamp_of(stored), stamp_of(confirmed))) then
+    redis.call('HSET', key, 'c:' .. code, stored)
+  end
+end
+
+if ARGV[13] ~= '' then redis.call('HSET', key, 'm:id', ARGV[13], 'm:known', 1) end
+for n = 15, 14 + tonumber(ARGV[14] or '0') do
+  local code = attribute_code(ARGV[n])
+  if inflight[code] then
+    confirm(code, inflight[code])
+    inflight[code] = nil
+    if code == 'e' then redis.call('HSET', key, 'm:known', 1) end
+  end
+end
+
 if outcome == 'retry' then
   for code, stored in pairs(inflight) do
     local pending = h['p:' .. code]
@@ -48,12 +69,7 @@ if outcome == 'retry' then
   redis.call('ZADD', KEYS[3], now + tonumber(ARGV[4]), email)
 else
   if outcome == 'success' then
-    for code, stored in pairs(inflight) do
-      local confirmed = h['c:' .. code]
-      if code ~= 'e' and (confirmed == nil or later(stamp_of(stored), stamp_of(confirmed))) then
-        redis.call('HSET', key, 'c:' .. code, stored)
-      end
-    end
+    for code, stored in pairs(inflight) do confirm(code, stored) end
     redis.call('HSET', key, 'm:known', 1)
   else
     local attributes = {}
