@@ -121,6 +121,17 @@ class ActiveCampaignClient:
             if total is not None and offset >= total:
                 return
 
+    def call(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: dict[str, Any] | None = None,
+        params: dict[str, Any] | None = None,
+    ) -> Any:
+        """One request to ``/api/3/...``: the JSON body (None if not JSON). Raises ApiError."""
+        return _json_or_none(self._request(method, path, json=json, params=params))
+
     def _post(self, path: str, payload: dict[str, Any]) -> requests.Response:
         return self._request("POST", path, json=payload)
 

@@ -86,6 +86,8 @@ def outcome_increments(outcome: SyncOutcome) -> dict[str, int | float]:
     wait_s = float(fields.get("limiter_wait_ms", 0.0)) / 1000 + float(fields.get("waited_s", 0.0))
     if wait_s > 0:
         increments[LIMITER_WAIT_FIELD] = wait_s
+    for kind, count in (fields.get("requests") or {}).items():
+        increments[f"requests:{kind}"] = int(count)
     if fields.get("latency_ms") is None:
         return increments
     status = NO_RESPONSE_STATUS if fields.get("status") is None else str(fields["status"])
@@ -204,6 +206,15 @@ def _counters(stats: Mapping[str, int], recorded: Mapping[str, float]) -> Iterat
         "Time sync tasks spent waiting for a rate-limiter slot",
         recorded.get(LIMITER_WAIT_FIELD, 0.0),
     )
+    requests = CounterMetricFamily(
+        "contact_sync_api_requests_total",
+        "API requests made by sync tasks, by kind (contact_sync, contactTags, contactLists, ...)",
+        labels=["kind"],
+    )
+    for name, value in sorted(recorded.items()):
+        if name.startswith("requests:"):
+            requests.add_metric([name.partition(":")[2]], value)
+    yield requests
     config = CounterMetricFamily(
         "contact_sync_config_errors_total",
         "Answers that mean the configuration is wrong (401/402/403/404, redirects)",

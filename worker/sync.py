@@ -1,19 +1,29 @@
-"""One sync attempt for one email, as a plain function: testable without Celery."""
+"""One sync attempt for one email, as a plain function: testable without Celery.
+
+The contact's own attributes (name, phone, custom fields, and the email of a contact new to
+us) go in one ``POST /contact/sync``; its tags, lists and account follow, each confirmed on
+its own (``worker/footprint.py``). A change that touches only those, for a contact whose id
+we know, makes no ``/contact/sync`` at all.
+"""
 
 from __future__ import annotations
 
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from worker.backoff import plan_retry
+from worker.catalog import Catalog
 from worker.client import ActiveCampaignClient
 from worker.errors import ApiError, ApiStatusError, RateLimited
+from worker.footprint import Footprint, Progress, is_footprint
+from worker.footprint_api import FootprintApi
 from worker.ratelimit import RateLimiter
 from worker.schema import attributes_to_contact
 from worker.settings import Settings
-from worker.store import MergeStore
+from worker.store import Begun, MergeStore
 
 __all__ = ["SyncOutcome", "sync_contact"]
 
@@ -30,6 +40,41 @@ class SyncOutcome:
     fields: dict[str, Any] = field(default_factory=dict)
 
 
+class _NoSlot(Exception):
+    """No rate-limiter slot in the time this attempt has left: hand the rest back."""
+
+    def __init__(self, retry_in_s: float) -> None:
+        self.retry_in_s = retry_in_s
+
+
+@dataclass
+class _Attempt:
+    email: str
+    lease: str
+    begun: Begun
+    store: MergeStore
+    limiter: RateLimiter
+    settings: Settings
+    rng: random.Random
+    started: float
+    progress: Progress
+    common: dict[str, Any]
+    # The contact's id is kept only for contacts with tags, lists or an account: it saves
+    # their next such change a /contact/sync, and costs every other contact nothing.
+    keep_contact_id: bool = False
+
+    def finish(self, outcome: Any, **options: Any) -> str:
+        return self.store.finish_sync(
+            self.email,
+            self.lease,
+            outcome,
+            confirmed_ttl_s=self.settings.confirmed_ttl_s,
+            contact_id=self.progress.contact_id if self.keep_contact_id else None,
+            confirmed=self.progress.confirmed,
+            **options,
+        )
+
+
 def sync_contact(
     email: str,
     lease: str,
@@ -39,11 +84,18 @@ def sync_contact(
     limiter: RateLimiter,
     settings: Settings,
     rng: random.Random,
+    catalog: Catalog | None = None,
+    monotonic: Callable[[], float] = time.monotonic,
 ) -> SyncOutcome:
-    """Send the merged pending change of ``email`` if it differs from what is confirmed."""
-    ttl_s = settings.confirmed_ttl_s
+    """Send the merged pending change of ``email`` if it differs from what is confirmed.
+
+    ``catalog`` resolves tag and account names (needed only when the change has tags, lists
+    or an account).
+    """
     timings = settings.timings
-    begun = store.begin_sync(email, lease, lease_s=timings.lease_s, confirmed_ttl_s=ttl_s)
+    begun = store.begin_sync(
+        email, lease, lease_s=timings.lease_s, confirmed_ttl_s=settings.confirmed_ttl_s
+    )
     if begun.status == "stale":
         return SyncOutcome(
             "contact.sync_skipped", "debug", {"email": email, "reason": "lease_lost"}
@@ -52,69 +104,118 @@ def sync_contact(
         return SyncOutcome(
             "contact.unchanged", fields={"email": email, "merged_events": begun.merged_events}
         )
-
+    started = monotonic()
     slot = limiter.acquire(max_wait_s=timings.limiter_max_wait_s)
+    attempt = _Attempt(
+        email=email,
+        lease=lease,
+        begun=begun,
+        store=store,
+        limiter=limiter,
+        settings=settings,
+        rng=rng,
+        started=monotonic(),
+        progress=Progress(contact_id=begun.contact_id),
+        common={
+            "email": email,
+            "attempt": begun.attempt,
+            "merged_events": begun.merged_events,
+            "fields_sent": sorted(name for name in begun.attributes if name != "email"),
+            "limiter_wait_ms": round(slot.waited_s * 1000, 1),
+        },
+    )
     if not slot.ok:
-        # The budget is spoken for, or a 429's pause outlasts the wait: hand the change back,
-        # due when a slot may be free, without counting a failed attempt. Due at once would
-        # have the pump lease it again every cycle for the whole pause.
-        store.finish_sync(
-            email,
-            lease,
-            "retry",
-            confirmed_ttl_s=ttl_s,
-            retry_delay_s=slot.retry_in_s,
-            count_attempt=False,
-        )
-        return SyncOutcome(
-            "contact.sync_deferred",
-            "debug",
-            {
-                "email": email,
-                "waited_s": round(slot.waited_s, 3),
-                "retry_in_s": round(slot.retry_in_s, 3),
-            },
-        )
+        return _deferred(attempt, slot.retry_in_s, waited_s=slot.waited_s)
 
-    attributes = {name: value for name, value in begun.attributes.items() if name != "email"}
-    common = {
-        "email": email,
-        "attempt": begun.attempt,
-        "merged_events": begun.merged_events,
-        "fields_sent": sorted(attributes),
-        "limiter_wait_ms": round(slot.waited_s * 1000, 1),
-    }
-    started = time.monotonic()
+    # Later requests of this attempt must end before its time limit (worker/timings.py).
+    deadline = (
+        started + timings.task_time_limit_s - timings.bookkeeping_s - 2 * timings.http_timeout_s
+    )
+
+    def take_slot(kind: str) -> None:
+        remaining_s = min(timings.limiter_max_wait_s, deadline - monotonic())
+        got = limiter.acquire(max_wait_s=max(0.0, remaining_s))
+        if not got.ok:
+            raise _NoSlot(got.retry_in_s)
+
+    core = {name: value for name, value in begun.attributes.items() if not is_footprint(name)}
+    extra = {name: value for name, value in begun.attributes.items() if is_footprint(name)}
+    attempt.keep_contact_id = bool(extra) or begun.contact_id is not None
+    result = None
     try:
-        result = client.sync_contact(attributes_to_contact(email, attributes.items()))
+        if core or attempt.progress.contact_id is None:
+            # The slot taken above; for a footprint-only change of an unknown contact, a
+            # sync with the email alone finds or creates it and tells us its id.
+            body = {name: value for name, value in core.items() if name != "email"}
+            result = client.sync_contact(attributes_to_contact(email, body.items()))
+            attempt.progress.requests["contact_sync"] += 1
+            attempt.progress.confirmed += list(core)
+            attempt.progress.contact_id = result.contact_id or attempt.progress.contact_id
+            first_slot_used = True
+        else:
+            first_slot_used = False
+        if extra:
+            if catalog is None:
+                raise RuntimeError("a change with tags, lists or an account needs a catalog")
+            footprint = Footprint(
+                FootprintApi(client),
+                catalog,
+                take_slot=_first_slot_free(take_slot, used=first_slot_used),
+            )
+            footprint.send(extra, attempt.progress)
+    except _NoSlot as no_slot:
+        return _deferred(attempt, no_slot.retry_in_s, waited_s=monotonic() - attempt.started)
     except ApiError as error:
-        return _failed(
-            email,
-            lease,
-            error,
-            begun.now_ms - begun.first_attempt_ms,
-            started,
-            common,
-            store,
-            limiter,
-            settings,
-            rng,
-        )
+        return _failed(attempt, error, monotonic() - attempt.started)
+    return _succeeded(attempt, result)
 
+
+def _first_slot_free(take_slot: Callable[[str], None], *, used: bool) -> Callable[[str], None]:
+    """``take_slot``, except that the first call is free when the attempt's first slot is
+    still unused (a change with no /contact/sync)."""
+    free = [not used]
+
+    def take(kind: str) -> None:
+        if free[0]:
+            free[0] = False
+            return
+        take_slot(kind)
+
+    return take
+
+
+def _deferred(attempt: _Attempt, retry_in_s: float, *, waited_s: float) -> SyncOutcome:
+    # The budget is spoken for, or a 429's pause outlasts the wait: hand the rest back, due
+    # when a slot may be free, without counting a failed attempt. Due at once would have
+    # the pump lease it again every cycle for the whole pause.
+    attempt.finish("retry", retry_delay_s=retry_in_s, count_attempt=False)
+    return SyncOutcome(
+        "contact.sync_deferred",
+        "debug",
+        {
+            "email": attempt.email,
+            "waited_s": round(waited_s, 3),
+            "retry_in_s": round(retry_in_s, 3),
+            "confirmed": sorted(attempt.progress.confirmed),
+        },
+    )
+
+
+def _succeeded(attempt: _Attempt, result: Any) -> SyncOutcome:
     # The answer cannot say whether ActiveCampaign created the contact (cdate == udate is
     # undocumented, and its own examples contradict it), and a contact new to us may have
     # come from elsewhere. Only a contact we confirmed before is surely an update.
-    action = "updated" if begun.known else "unknown"
-    recorded = store.finish_sync(
-        email, lease, "success", confirmed_ttl_s=ttl_s, counter=_SYNCED_COUNTERS[action]
-    )
+    action = "updated" if attempt.begun.known else "unknown"
+    recorded = attempt.finish("success", counter=_SYNCED_COUNTERS[action])
     fields = {
-        **common,
-        "contact_id": result.contact_id,
+        **attempt.common,
+        "contact_id": attempt.progress.contact_id,
         "action": action,
-        "status": result.status,
-        "latency_ms": round(result.latency_ms, 1),
+        "requests": dict(attempt.progress.requests),
     }
+    if result is not None:
+        fields["status"] = result.status
+        fields["latency_ms"] = round(result.latency_ms, 1)
     if recorded == "stale":
         # Another claim owns the email now; it will send the same values again (harmless).
         return SyncOutcome(
@@ -123,34 +224,24 @@ def sync_contact(
     return SyncOutcome("contact.synced", fields=fields)
 
 
-def _failed(
-    email: str,
-    lease: str,
-    error: ApiError,
-    age_ms: int,
-    started: float,
-    common: dict[str, Any],
-    store: MergeStore,
-    limiter: RateLimiter,
-    settings: Settings,
-    rng: random.Random,
-) -> SyncOutcome:
-    elapsed_s = time.monotonic() - started
+def _failed(attempt: _Attempt, error: ApiError, elapsed_s: float) -> SyncOutcome:
+    settings = attempt.settings
     if isinstance(error, RateLimited):
-        limiter.pause(error.retry_after_s)
-        store.incr_stat("rate_limited")
+        attempt.limiter.pause(error.retry_after_s)
+        attempt.store.incr_stat("rate_limited")
+    age_ms = attempt.begun.now_ms - attempt.begun.first_attempt_ms
     plan = plan_retry(
         error,
-        attempt=common["attempt"],
+        attempt=attempt.common["attempt"],
         age_s=age_ms / 1000.0 + elapsed_s,
         max_retry_age_s=settings.max_retry_age_s,
         base_s=settings.backoff_base_s,
         cap_s=settings.backoff_cap_s,
         config_error_base_s=settings.config_error_backoff_s,
-        rng=rng,
+        rng=attempt.rng,
     )
     details = {
-        **common,
+        **attempt.common,
         "error": type(error).__name__,
         "status": error.status
         if isinstance(error, ApiStatusError)
@@ -158,23 +249,16 @@ def _failed(
         "errors": error.errors if isinstance(error, ApiStatusError) else [],
         "latency_ms": round(elapsed_s * 1000, 1),
     }
-    ttl_s = settings.confirmed_ttl_s
+    if attempt.progress.confirmed:
+        details["confirmed"] = sorted(attempt.progress.confirmed)
     if plan.dead_reason is not None:
-        store.finish_sync(
-            email,
-            lease,
-            "dead",
-            confirmed_ttl_s=ttl_s,
-            reason=plan.dead_reason,
-            status=details["status"],
-            errors=details["errors"],
+        attempt.finish(
+            "dead", reason=plan.dead_reason, status=details["status"], errors=details["errors"]
         )
         return SyncOutcome(
             "contact.dead_lettered", "error", {**details, "reason": plan.dead_reason}
         )
-    store.finish_sync(
-        email, lease, "retry", confirmed_ttl_s=ttl_s, retry_delay_s=plan.delay_s, counter="retries"
-    )
+    attempt.finish("retry", retry_delay_s=plan.delay_s, counter="retries")
     level = "error" if plan.config_error else "warning"
     if isinstance(error, RateLimited):
         details["retry_after_s"] = error.retry_after_s
