@@ -47,8 +47,8 @@ DOMAINS = ("example.com", "example.org", "mail.example.net")
 COMPANIES = ("Acme", "Globex", "Initech", "Umbrella", "Hooli", "Stark Industries")
 JOB_TITLES = ("Engineer", "Designer", "Founder", "Marketing lead", "Support")
 SHIRT_SIZES = ("S", "M", "L", "XL")  # field 4, a dropdown
-PLANS = ("free", "starter", "pro", "team")  # field 5, a radio
-INTERESTS = ("Product news", "Webinars", "Events", "Tips", "Partner offers")  # field 8
+PLANS = ("Free", "Pro", "Enterprise")  # field 5, a radio with these options
+INTERESTS = ("Product news", "Events", "Offers")  # field 8, a listbox with these options
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,7 +146,7 @@ class TrafficPlan:
             "lastName": self.rng.choice(LAST_NAMES),
             "phone": self._phone(),
             "field:1": self.rng.choice(COMPANIES),
-            "field:5": "free",
+            "field:5": "Free",
             "field:6": dt.date(2025, 1, 1) + dt.timedelta(days=self.rng.randint(0, 364)),
         }
 

@@ -48,6 +48,62 @@ def _event_ids(block: int = 1000) -> Iterator[str]:
             yield f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{variant}{h[17:20]}-{h[20:]}"
 
 
+_NOT_YET = {
+    "destination": "Routing to a destination is not supported yet (issue 12); leave it "
+    "out: every event goes to the one ActiveCampaign account configured."
+}
+
+
+def _encode(
+    contact: Mapping[str, Any],
+    *,
+    occurred_at: dt.datetime | None,
+    source: str | None,
+    event_id: str | None = None,
+) -> tuple[str, str]:
+    """``encode_event`` for a producer's contact, which may give ``fields`` as a mapping.
+
+    Raises InvalidContactEvent; errors in ``fields`` are keyed by the reference as given.
+    """
+    if not isinstance(contact, Mapping) or not ("fields" in contact or "destination" in contact):
+        # The API's own shape, or not a contact at all: the schema says what is wrong.
+        return encode_event(contact, occurred_at=occurred_at, source=source, event_id=event_id)
+    refused = {key: [message] for key, message in _NOT_YET.items() if key in contact}
+    if refused:
+        raise InvalidContactEvent(refused)
+    given = contact["fields"]  # present: the only other way here is refused above
+    if "fieldValues" in contact:
+        raise InvalidContactEvent({"fields": ["Give fields or fieldValues, not both."]})
+    if not isinstance(given, Mapping):
+        # Without this a list or a str fails with AttributeError on .items().
+        raise InvalidContactEvent(
+            {"fields": ["Must be a mapping of field id, %PERSTAG% or title to value."]}
+        )
+    api_contact = {key: value for key, value in contact.items() if key != "fields"}
+    if given:
+        api_contact["fieldValues"] = [{"field": ref, "value": val} for ref, val in given.items()]
+    try:
+        return encode_event(api_contact, occurred_at=occurred_at, source=source, event_id=event_id)
+    except InvalidContactEvent as exc:
+        raise InvalidContactEvent(_keyed_by_reference(exc.messages, list(given))) from None
+
+
+def _keyed_by_reference(messages: Any, refs: Sequence[Any]) -> Any:
+    """Validation messages with ``fieldValues`` item indexes replaced by the references the
+    caller wrote, under ``fields``: ``{"fields": {"%SHIRT SIZE%": {"field": [...]}}}``."""
+    if not isinstance(messages, Mapping) or "fieldValues" not in messages:
+        return messages
+    keyed = {key: value for key, value in messages.items() if key != "fieldValues"}
+    errors = messages["fieldValues"]
+    if isinstance(errors, Mapping):
+        errors = {
+            refs[key] if isinstance(key, int) and 0 <= key < len(refs) else key: value
+            for key, value in errors.items()
+        }
+    keyed["fields"] = errors
+    return keyed
+
+
 class PreparedEvent(NamedTuple):
     """A validated, encoded event that has not been written yet."""
 
@@ -90,14 +146,22 @@ class ContactSyncProducer:
         last_name: str | None = None,
         phone: str | None = None,
         fields: Mapping[int | str, Any] | None = None,
+        tags: Mapping[str, bool] | None = None,
+        lists: Mapping[int | str, str] | None = None,
+        account: str | None = None,
         occurred_at: dt.datetime | None = None,
         source: str | None = None,
     ) -> str:
         """Report that a contact changed. ``None`` means "unchanged"; ``""`` is a real value.
 
-        ``fields`` maps custom field ids to values (str, list of str, date, aware datetime).
+        ``fields`` maps a custom field's id, ``"%PERSTAG%"`` or title to its value (str,
+        list of str, date, aware datetime). ``tags`` maps a tag name to True (add) or False
+        (remove). ``lists`` maps a list's id or name to ``"subscribed"`` or
+        ``"unsubscribed"``. ``account`` is the contact's company; ``""`` unlinks it.
         ``occurred_at`` defaults to now and must be timezone-aware. Returns the event id.
-        Raises InvalidContactEvent or EnqueueError.
+        Raises InvalidContactEvent, its messages keyed as ``send_many``'s dicts are
+        (``firstName``, ``fields``, ``tags``, ...), then by each reference as given; or
+        EnqueueError.
         """
         prepared = self.prepare_change(
             email,
@@ -105,6 +169,9 @@ class ContactSyncProducer:
             last_name=last_name,
             phone=phone,
             fields=fields,
+            tags=tags,
+            lists=lists,
+            account=account,
             occurred_at=occurred_at,
             source=source,
         )
@@ -118,6 +185,9 @@ class ContactSyncProducer:
         last_name: str | None = None,
         phone: str | None = None,
         fields: Mapping[int | str, Any] | None = None,
+        tags: Mapping[str, bool] | None = None,
+        lists: Mapping[int | str, str] | None = None,
+        account: str | None = None,
         occurred_at: dt.datetime | None = None,
         source: str | None = None,
     ) -> PreparedEvent:
@@ -127,17 +197,18 @@ class ContactSyncProducer:
         time of this call, not of the write. Raises InvalidContactEvent; touches no Redis.
         """
         contact: dict[str, Any] = {"email": email}
-        for name, value in (("firstName", first_name), ("lastName", last_name), ("phone", phone)):
+        for name, value in (
+            ("firstName", first_name),
+            ("lastName", last_name),
+            ("phone", phone),
+            ("fields", fields),
+            ("tags", tags),
+            ("lists", lists),
+            ("account", account),
+        ):
             if value is not None:
                 contact[name] = value
-        if fields is not None and not isinstance(fields, Mapping):
-            # Without this a list or a str fails with AttributeError on .items().
-            raise InvalidContactEvent({"fieldValues": ["fields must be a mapping of id to value."]})
-        if fields:
-            contact["fieldValues"] = [{"field": key, "value": val} for key, val in fields.items()]
-        event_id, text = encode_event(
-            contact, occurred_at=occurred_at, source=source or self.source
-        )
+        event_id, text = _encode(contact, occurred_at=occurred_at, source=source or self.source)
         return PreparedEvent(event_id, text)
 
     def write_prepared(self, prepared: PreparedEvent) -> str:
@@ -157,7 +228,12 @@ class ContactSyncProducer:
         occurred_at: dt.datetime | None = None,
         source: str | None = None,
     ) -> int:
-        """Enqueue many API-shaped contact dicts, 1,000 per round trip. Returns the count.
+        """Enqueue many contact dicts, 1,000 per round trip. Returns the count.
+
+        A dict has the keys of ``contact_changed``'s arguments, by their wire names:
+        ``email``, ``firstName``, ``lastName``, ``phone``, ``fields`` (a mapping, as in
+        ``contact_changed``) or the API's ``fieldValues`` list, ``tags``, ``lists``,
+        ``account``. ``destination`` is refused until it is supported (issue 12).
 
         Every contact is validated before anything is written, so an InvalidContactEvent
         (whose messages are keyed by the contact's index) means nothing was enqueued. An
@@ -167,14 +243,12 @@ class ContactSyncProducer:
         # One time for the batch: events of one email in it tie on occurred_at, and the
         # later one in the list wins, as it would with a time per event.
         occurred_at = occurred_at or dt.datetime.now(dt.UTC)
+        source = source or self.source
         ids = _event_ids()
         for index, contact in enumerate(contacts):
             try:
-                _, text = encode_event(
-                    contact,
-                    occurred_at=occurred_at,
-                    source=source or self.source,
-                    event_id=next(ids),
+                _, text = _encode(
+                    contact, occurred_at=occurred_at, source=source, event_id=next(ids)
                 )
             except InvalidContactEvent as exc:
                 raise InvalidContactEvent({str(index): exc.messages}) from None

@@ -23,11 +23,20 @@ from typing import Any, Literal
 
 import redis
 
+from worker.errors import ApiTransportError
 from worker.field_values import FieldDefinition
 from worker.keys import Keys
 from worker.redis_client import text
 
-__all__ = ["KINDS", "Catalog", "Kind"]
+__all__ = ["KINDS", "Catalog", "CatalogUnavailable", "Kind"]
+
+# After a failed read, misses fail fast for this long instead of asking the API each time.
+_RETRY_AFTER_FAILURE_MS = 5000
+
+
+class CatalogUnavailable(ApiTransportError):
+    """A catalog could not be read lately (the API is down, or the token is wrong)."""
+
 
 Kind = Literal["fields", "lists", "tags", "accounts"]
 KINDS: tuple[Kind, ...] = ("fields", "lists", "tags", "accounts")
@@ -62,7 +71,7 @@ class Catalog:
     def field(self, ref: str) -> FieldDefinition | None:
         """The field a reference names: an id, ``%PERSTAG%`` or a title; None if unknown."""
         ref = ref.strip()
-        if ref.isdigit():
+        if _is_id(ref):
             index = f"id:{int(ref)}"
         elif len(ref) > 2 and ref.startswith("%") and ref.endswith("%"):
             index = f"perstag:{ref[1:-1].casefold()}"
@@ -74,7 +83,7 @@ class Catalog:
     def list_id(self, ref: str) -> str | None:
         """A list's id from its id or its name; None if unknown."""
         ref = ref.strip()
-        if ref.isdigit():
+        if _is_id(ref):
             return str(int(ref)) if self._lookup("lists", f"id:{int(ref)}") is not None else None
         return self._lookup("lists", f"name:{ref.casefold()}")
 
@@ -99,15 +108,25 @@ class Catalog:
         Returns True if this call read it. ``force`` skips the interval check.
         """
         fresh = self.keys.catalog_fresh(kind)
+        failed = fresh + ":failed"
+        if not force and self.redis.exists(failed):
+            raise CatalogUnavailable(f"the {kind} catalog could not be read moments ago")
         if not self.redis.set(fresh, "1", nx=not force, px=self.refresh_interval_ms):
             return False
         building = self.keys.catalog(kind) + ":building"
         pipe = self.redis.pipeline(transaction=False)
         pipe.delete(building)
-        for item in self.fetch(kind):
-            pipe.hset(building, mapping=_index(kind, item))
-            if len(pipe) >= 500:
-                pipe.execute()
+        try:
+            for item in self.fetch(kind):
+                pipe.hset(building, mapping=_index(kind, item))
+                if len(pipe) >= 500:
+                    pipe.execute()
+        except BaseException:
+            # Not read after all: the next miss must try again, not trust an old catalog
+            # for a minute (and dead-letter references that would have resolved).
+            self.redis.delete(fresh, building)
+            self.redis.set(failed, "1", px=_RETRY_AFTER_FAILURE_MS)
+            raise
         pipe.execute()
         self._replace(keys=[self.keys.catalog(kind), building])
         return True
@@ -124,6 +143,11 @@ class Catalog:
         if value is not None and follow:
             value = self.redis.hget(key, f"id:{text(value)}")
         return None if value is None else text(value)
+
+
+def _is_id(ref: str) -> bool:
+    # ASCII only, as the schema reads ids: "٣" is a title there, so it is one here too.
+    return ref.isascii() and ref.isdigit()
 
 
 def _index(kind: Kind, item: Mapping[str, Any]) -> dict[str, str]:

@@ -26,7 +26,7 @@ import redis
 from worker.errors import InvalidContactEvent
 from worker.keys import Keys
 from worker.redis_client import text as _text
-from worker.schema import attributes_to_contact, encode_event
+from worker.schema import attributes_to_event_contact, encode_event
 
 __all__ = ["PAGE_SIZE", "DeadLetter", "DeadLetters"]
 
@@ -84,11 +84,13 @@ class DeadLetter:
             return []
         by_time: dict[dt.datetime, dict[str, str]] = {}
         for name, (value, order) in self.attributes.items():
-            by_time.setdefault(_occurred_at(order), {})[name] = value
+            if name != "email":  # the letter's own email; a new contact's is sent anyway
+                wire_name, wire_value = _as_written(name, value)
+                by_time.setdefault(_occurred_at(order), {})[wire_name] = wire_value
         events = []
         for occurred_at, attributes in sorted(by_time.items()):
-            contact = attributes_to_contact(self.email, attributes.items())
             try:
+                contact = attributes_to_event_contact(self.email, attributes.items())
                 _, text = encode_event(contact, occurred_at=occurred_at, source=f"replay:{self.id}")
             except InvalidContactEvent:
                 # Valid when it was written; a later, stricter schema is the only way here.
@@ -206,6 +208,14 @@ def _parse(entry_id: bytes | str, fields: dict[bytes, bytes]) -> DeadLetter:
         first_attempt_at=_from_ms(first_attempt_ms),
         entry=get.get("entry") or None,
     )
+
+
+def _as_written(name: str, value: str) -> tuple[str, str]:
+    """An attribute as an event writes it. A sync dead letter holds a tag as the merge
+    store does (``tag:<lower-case name>`` = flag + name); an event says ``tag:<Name>`` = flag."""
+    if name.startswith("tag:") and len(value) > 1:
+        return f"tag:{value[1:]}", value[:1]
+    return name, value
 
 
 def _from_ms(millis: str | None) -> dt.datetime | None:

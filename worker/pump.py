@@ -15,11 +15,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from worker.errors import InvalidContactEvent
+from worker.errors import ApiError, InvalidContactEvent
 from worker.pump_lock import PumpLock
+from worker.resolve import Resolved, Unresolvable
 from worker.schema import ContactEvent, decode_event, event_id_of
 from worker.settings import Settings
-from worker.store import Claim, InvalidEntry, MergeStore
+from worker.stamp import order_key
+from worker.store import Claim, InvalidEntry, MergeStore, RejectedAttributes
 from worker.timings import Timings
 
 __all__ = ["Pump", "PumpReport", "decode_entry"]
@@ -35,6 +37,8 @@ class PumpReport:
     expired_leases: int = 0
     claimed: int = 0
     paused_cycles: int = 0  # cycles in which the limiter's pause held claiming back
+    rejected: int = 0  # attributes dead-lettered: unknown field or list, invalid value
+    deferred: int = 0  # entries left for later: a catalog could not be read
 
     def as_dict(self) -> dict[str, int]:
         return {name: getattr(self, name) for name in self.__slots__}
@@ -77,6 +81,7 @@ class Pump:
         *,
         settings: Settings,
         enqueue_sync: Callable[[Claim], Any],
+        resolve: Callable[[ContactEvent], Resolved],
         on_invalid: Callable[[InvalidEntry], Any] = lambda entry: None,
         consumer: str,
         batch_size: int = 500,
@@ -88,6 +93,7 @@ class Pump:
         self.settings = settings
         self.timings = timings or settings.timings
         self.enqueue_sync = enqueue_sync
+        self.resolve = resolve
         self.on_invalid = on_invalid
         self.consumer = consumer
         self.batch_size = batch_size
@@ -140,15 +146,45 @@ class Pump:
             return
         valid: list[tuple[str, ContactEvent]] = []
         invalid: list[InvalidEntry] = []
+        rejected: list[RejectedAttributes] = []
         for entry_id, fields in entries:
             decoded = decode_entry(entry_id, fields)
             if isinstance(decoded, InvalidEntry):
                 invalid.append(decoded)
-            else:
-                valid.append((entry_id, decoded))
-        result = self.store.ingest(valid, invalid, debounce_s=self.settings.debounce_s)
+                continue
+            try:
+                resolved = self.resolve(decoded)
+            except (Unresolvable, ApiError):
+                # A catalog cannot be read now: leave this entry unacknowledged. It is
+                # reclaimed after reclaim_idle_s and resolved then; nothing is
+                # dead-lettered for a reference that would have resolved.
+                report.deferred += 1
+                continue
+            valid.append((entry_id, resolved.event))
+            rejected += _rejected_letters(entry_id, decoded, resolved)
+        if not valid and not invalid:
+            return
+        result = self.store.ingest(
+            valid, invalid, debounce_s=self.settings.debounce_s, rejected=rejected
+        )
         report.merged += result.merged
         report.stale += result.stale
         report.invalid += result.invalid
+        report.rejected += sum(len(letter.attributes) for letter in rejected)
         for entry in invalid:
             self.on_invalid(entry)
+
+
+def _rejected_letters(
+    entry_id: str, event: ContactEvent, resolved: Resolved
+) -> list[RejectedAttributes]:
+    """One dead letter per reason, holding the attributes as the event wrote them."""
+    order = order_key(event.occurred_at_us, entry_id)
+    by_reason: dict[str, RejectedAttributes] = {}
+    for item in resolved.rejected:
+        letter = by_reason.setdefault(
+            item.reason, RejectedAttributes(event.email, item.reason, [], {}, event.id)
+        )
+        letter.errors.append(item.message)
+        letter.attributes[item.name] = [item.value, order]
+    return list(by_reason.values())

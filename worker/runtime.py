@@ -8,14 +8,19 @@ from __future__ import annotations
 
 import os
 import random
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import redis
 
+from worker.catalog import Catalog, Kind
 from worker.client import ActiveCampaignClient
+from worker.errors import ApiTransportError
 from worker.keys import Keys
 from worker.ratelimit import RateLimiter
 from worker.redis_client import connect
+from worker.resolve import Resolver
 from worker.settings import Settings
 from worker.store import MergeStore
 
@@ -31,6 +36,8 @@ class Runtime:
     store: MergeStore
     limiter: RateLimiter
     client: ActiveCampaignClient
+    catalog: Catalog
+    resolver: Resolver
     rng: random.Random
 
 
@@ -51,6 +58,16 @@ def _build(settings: Settings) -> Runtime:
         raise RuntimeError("require_api() let a missing API setting through")
     client = connect(settings.redis_url)
     keys = Keys(settings.key_prefix)
+    limiter = RateLimiter(
+        client, keys, rate_per_s=settings.rate_limit, margin_ms=settings.rate_margin_ms
+    )
+    api = ActiveCampaignClient(
+        settings.activecampaign_url, settings.api_token, timeout_s=settings.http_timeout_s
+    )
+    # A catalog read waits at most a pump window per page: it may run inside the pump.
+    catalog = Catalog(
+        client, keys, fetch=_limited_fetch(api, limiter, max_wait_s=settings.pump_window_s)
+    )
     return Runtime(
         settings=settings,
         pid=os.getpid(),
@@ -62,11 +79,21 @@ def _build(settings: Settings) -> Runtime:
             dead_letter_max_count=settings.dead_letter_max_count,
             dead_letter_max_age_s=settings.dead_letter_max_age_s,
         ),
-        limiter=RateLimiter(
-            client, keys, rate_per_s=settings.rate_limit, margin_ms=settings.rate_margin_ms
-        ),
-        client=ActiveCampaignClient(
-            settings.activecampaign_url, settings.api_token, timeout_s=settings.http_timeout_s
-        ),
+        limiter=limiter,
+        client=api,
+        catalog=catalog,
+        resolver=Resolver(catalog),
         rng=random.Random(),
     )
+
+
+def _limited_fetch(
+    api: ActiveCampaignClient, limiter: RateLimiter, *, max_wait_s: float
+) -> Callable[[Kind], Iterator[dict[str, Any]]]:
+    """Catalog pages read through the shared rate limiter, like every other request."""
+
+    def slot() -> None:
+        if not limiter.acquire(max_wait_s=max_wait_s).ok:
+            raise ApiTransportError("no rate-limiter slot for a catalog read in time")
+
+    return lambda kind: api.catalog(kind, before_request=slot)

@@ -19,7 +19,15 @@ from worker.redis_client import text as _text
 from worker.schema import ContactEvent
 from worker.stamp import stamp
 
-__all__ = ["Begun", "Claim", "Claimed", "IngestResult", "InvalidEntry", "MergeStore"]
+__all__ = [
+    "Begun",
+    "Claim",
+    "Claimed",
+    "IngestResult",
+    "InvalidEntry",
+    "MergeStore",
+    "RejectedAttributes",
+]
 
 Outcome = Literal["success", "retry", "dead"]
 
@@ -30,6 +38,20 @@ class InvalidEntry:
     errors: Any
     raw: str
     event_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RejectedAttributes:
+    """Attributes of a merged event that cannot be merged, as one dead letter.
+
+    ``attributes`` maps each name, as the event wrote it, to ``[value, order key]``.
+    """
+
+    email: str
+    reason: str
+    errors: list[str]
+    attributes: dict[str, list[str]]
+    event_id: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,8 +183,13 @@ class MergeStore:
         invalid: Sequence[InvalidEntry],
         *,
         debounce_s: float,
+        rejected: Sequence[RejectedAttributes] = (),
     ) -> IngestResult:
-        """Merge validated events and dead-letter invalid entries, acking each one."""
+        """Merge validated events and dead-letter invalid entries, acking each one.
+
+        ``rejected`` dead-letters attributes of the merged events that could not be
+        resolved, in the same atomic step.
+        """
         if not events and not invalid:
             return IngestResult()
         contact_keys: dict[str, int] = {}
@@ -186,6 +213,15 @@ class MergeStore:
                 json.dumps(entry.errors, ensure_ascii=False, default=str),
                 entry.raw[: self.MAX_RAW_CHARS],
                 entry.event_id or "",
+            ]
+        args.append(len(rejected))
+        for letter in rejected:
+            args += [
+                letter.email,
+                letter.reason,
+                json.dumps(letter.errors, ensure_ascii=False),
+                json.dumps(letter.attributes, ensure_ascii=False),
+                letter.event_id,
             ]
         args += self._dead_bounds
         keys = base + [self.keys.contact(email) for email in contact_keys]

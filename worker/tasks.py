@@ -59,6 +59,7 @@ def run_sync_task(app: ContactSyncCelery, email: str, lease: str) -> str:
         limiter=runtime.limiter,
         settings=settings,
         rng=runtime.rng,
+        catalog=runtime.catalog,
     )
     getattr(log, outcome.level)(outcome.event, **outcome.fields)
     record_outcome(runtime.redis, runtime.keys, outcome)
@@ -77,6 +78,7 @@ def run_pump_task(app: ContactSyncCelery, *, node: str) -> dict[str, Any]:
         runtime.store,
         settings=settings,
         enqueue_sync=lambda claim: enqueue_sync(app, claim),
+        resolve=runtime.resolver.resolve,
         on_invalid=_log_invalid,
         consumer=consumer,
     )

@@ -77,7 +77,7 @@ def test_invalid_signup_is_a_400_with_the_messages(app, redis_client, key_prefix
     assert response.get_json() == {
         "errors": {
             "email": ["Not a valid email address."],
-            "fieldValues": {"0": {"value": ["Longer than maximum length 16384."]}},
+            "fields": {"6": {"value": ["Longer than maximum length 16384."]}},
         }
     }
     assert redis_client.exists(f"{key_prefix}:events") == 0

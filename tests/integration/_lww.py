@@ -19,7 +19,7 @@ from producers import ContactSyncProducer
 from worker.schema import encode_event
 
 T0 = dt.datetime(2026, 11, 29, 12, 0, tzinfo=dt.UTC)
-ATTRIBUTES = ("firstName", "lastName", "phone", "field:1", "field:6")
+ATTRIBUTES = ("firstName", "lastName", "phone", "field:1", "field:2")  # text fields
 SYNC_PATH = "/api/3/contact/sync"
 
 

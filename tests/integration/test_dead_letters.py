@@ -244,8 +244,8 @@ def test_producer_rejects_the_same_inputs_with_per_field_messages(
             {"firstName": ["Not a valid string."]},
         ),
         "bad_field_id": (
-            {"email": "f@example.com", "fields": {"abc": "x"}},
-            {"fieldValues": {0: {"field": ["Field id must be a positive integer."]}}},
+            {"email": "f@example.com", "fields": {"0": "x"}},
+            {"fields": {"0": {"field": ["Field id must be a positive integer."]}}},
         ),
     }
     for name, (kwargs, expected) in calls.items():

@@ -16,7 +16,7 @@ from tests.integration._lww import stored_state
 from worker.keys import Keys
 
 T0 = dt.datetime(2026, 11, 29, 12, 0, tzinfo=dt.UTC)
-ATTRIBUTES = ("firstName", "lastName", "phone", "field:1", "field:6")
+ATTRIBUTES = ("firstName", "lastName", "phone", "field:1", "field:2")  # text fields
 
 
 def _event(rng: random.Random, email: str, when: dt.datetime) -> dict[str, Any]:

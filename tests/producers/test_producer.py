@@ -38,8 +38,8 @@ def read_events(client: redis.Redis, key_prefix: str) -> list[dict[str, Any]]:
     return events
 
 
-def test_contact_changed_writes_one_v1_event(producer, redis_client, key_prefix):
-    """contact_changed XADDs one v1 event to {prefix}:events and returns its id."""
+def test_contact_changed_writes_one_v2_event(producer, redis_client, key_prefix):
+    """contact_changed XADDs one v2 event to {prefix}:events and returns its id."""
     occurred_at = dt.datetime(2026, 11, 29, 13, 0, 0, 123456, tzinfo=dt.UTC)
     event_id = producer.contact_changed(
         " JonDoe@Example.com ",
@@ -53,7 +53,7 @@ def test_contact_changed_writes_one_v1_event(producer, redis_client, key_prefix)
     assert str(uuid.UUID(event_id, version=4)) == event_id
     assert read_events(redis_client, key_prefix) == [
         {
-            "v": 1,
+            "v": 2,
             "id": event_id,
             "occurred_at": "2026-11-29T13:00:00.123456+00:00",
             "source": "tests:core",
@@ -119,15 +119,21 @@ def test_naive_occurred_at_is_rejected(producer, redis_client, key_prefix):
         ({"email": "jon@example.com", "first_name": 123}, "firstName"),
         ({"email": "jon@example.com", "phone": ["7223224241"]}, "phone"),
         ({"email": "jon@example.com", "first_name": "x" * 256}, "firstName"),
-        ({"email": "jon@example.com", "fields": {"abc": "x"}}, "fieldValues"),
-        ({"email": "jon@example.com", "fields": {6: 42}}, "fieldValues"),
-        ({"email": "jon@example.com", "fields": {6: dt.datetime(2026, 1, 1)}}, "fieldValues"),
+        ({"email": "jon@example.com", "fields": {"%bad tag%": "x"}}, "fields"),
+        ({"email": "jon@example.com", "fields": {6: 42}}, "fields"),
+        ({"email": "jon@example.com", "fields": {6: dt.datetime(2026, 1, 1)}}, "fields"),
+        ({"email": "jon@example.com", "fields": [(6, "x")]}, "fields"),
+        ({"email": "jon@example.com", "tags": {"Trial": "yes"}}, "tags"),
+        ({"email": "jon@example.com", "tags": ["Trial"]}, "tags"),
+        ({"email": "jon@example.com", "lists": {"News": "active"}}, "lists"),
+        ({"email": "jon@example.com", "account": " "}, "account"),
+        ({"email": "jon@example.com", "account": 3}, "account"),
     ],
 )
 def test_invalid_contact_raises_with_field_messages(
     producer, redis_client, key_prefix, kwargs, field
 ):
-    """Bad emails and wrong types raise InvalidContactEvent naming the field; nothing is written."""
+    """Bad emails, values, tags, lists and accounts raise InvalidContactEvent naming the argument; nothing is written."""
     with pytest.raises(InvalidContactEvent) as info:
         producer.contact_changed(**kwargs)
     assert isinstance(info.value, ValueError)
@@ -320,3 +326,157 @@ def test_public_names_are_exactly_all():
     namespace: dict[str, Any] = {}
     exec("from producers import *", namespace)  # noqa: S102 - checks what * really exports
     assert set(producers.__all__) <= set(namespace)
+
+
+# -- v2: fields by id, %PERSTAG% or title; tags, lists, account ------------------------------
+
+
+def test_contact_changed_carries_the_whole_footprint(producer, redis_client, key_prefix):
+    """fields by id, perstag and title, tags, lists and account go on the wire normalized, as v2."""
+    producer.contact_changed(
+        "jon@example.com",
+        first_name="John",
+        fields={6: "x", "%shirt_size%": "L", "Company size": "10-50"},
+        tags={"Trial": True, "churned": False},
+        lists={"Newsletter": "subscribed", 3: "unsubscribed"},
+        account="Acme Inc",
+    )
+    (event,) = read_events(redis_client, key_prefix)
+    assert event["v"] == 2
+    assert event["contact"] == {
+        "email": "jon@example.com",
+        "firstName": "John",
+        "fieldValues": [
+            {"field": "6", "value": "x"},
+            {"field": "%SHIRT_SIZE%", "value": "L"},
+            {"field": "Company size", "value": "10-50"},
+        ],
+        "tags": {"Trial": True, "churned": False},
+        "lists": {"Newsletter": "subscribed", "3": "unsubscribed"},
+        "account": "Acme Inc",
+    }
+
+
+def test_empty_account_unlinks_and_none_leaves_it_unchanged(producer, redis_client, key_prefix):
+    """account="" is sent (it unlinks the company); account=None sends no account at all."""
+    producer.contact_changed("a@example.com", account="")
+    producer.contact_changed("b@example.com", account=None)
+    contacts = [event["contact"] for event in read_events(redis_client, key_prefix)]
+    assert contacts == [{"email": "a@example.com", "account": ""}, {"email": "b@example.com"}]
+
+
+def test_bad_field_messages_name_the_reference_as_given(producer):
+    """Errors in fields are keyed by the reference the caller wrote, not by a position."""
+    with pytest.raises(InvalidContactEvent) as info:
+        producer.contact_changed(
+            "jon@example.com",
+            fields={6: "ok", "%SHIRT SIZE%": "L", "Birthday": dt.datetime(2026, 1, 1)},
+        )
+    assert info.value.messages == {
+        "fields": {
+            "%SHIRT SIZE%": {
+                "field": ["Perstag must be letters, digits and underscores between % signs."]
+            },
+            "Birthday": {"value": ["Datetime values must be timezone-aware."]},
+        }
+    }
+
+
+def test_duplicate_references_name_the_field(producer):
+    """Two spellings of one perstag are rejected with a message naming it."""
+    with pytest.raises(InvalidContactEvent) as info:
+        producer.contact_changed("jon@example.com", fields={"%SIZE%": "L", "%size%": "M"})
+    assert info.value.messages == {"fields": ["Custom field %SIZE% appears more than once."]}
+
+
+def test_bad_tags_and_lists_name_the_reference(producer):
+    """Errors in tags and lists are keyed by the tag or list as written."""
+    with pytest.raises(InvalidContactEvent) as info:
+        producer.contact_changed(
+            "jon@example.com", tags={"Trial": 1, "ok": True}, lists={0: "subscribed"}
+        )
+    assert info.value.messages == {
+        "tags": {"Trial": ["Must be true (add the tag) or false (remove it)."]},
+        "lists": {0: ["List id must be a positive integer."]},
+    }
+
+
+def test_prepare_change_takes_the_same_keywords(producer, redis_client, key_prefix):
+    """prepare_change encodes tags, lists and account like contact_changed, without writing."""
+    prepared = producer.prepare_change(
+        "jon@example.com", tags={"VIP": True}, lists={"7": "subscribed"}, account="Acme"
+    )
+    assert redis_client.exists(f"{key_prefix}:events") == 0
+    assert json.loads(prepared.text)["contact"] == {
+        "email": "jon@example.com",
+        "tags": {"VIP": True},
+        "lists": {"7": "subscribed"},
+        "account": "Acme",
+    }
+
+
+def test_send_many_takes_fields_tags_lists_and_account(producer, redis_client, key_prefix):
+    """send_many dicts may give fields as a mapping (or fieldValues), tags, lists and account."""
+    contacts = [
+        {"email": "a@example.com", "fields": {"%SIZE%": "L", 6: ["a", "b"]}, "tags": {"T": True}},
+        {"email": "b@example.com", "fieldValues": [{"field": "Title", "value": "x"}]},
+        {"email": "c@example.com", "lists": {3: "unsubscribed"}, "account": ""},
+    ]
+    assert producer.send_many(contacts) == 3
+    assert [event["contact"] for event in read_events(redis_client, key_prefix)] == [
+        {
+            "email": "a@example.com",
+            "fieldValues": [
+                {"field": "%SIZE%", "value": "L"},
+                {"field": "6", "value": "||a||b||"},
+            ],
+            "tags": {"T": True},
+        },
+        {"email": "b@example.com", "fieldValues": [{"field": "Title", "value": "x"}]},
+        {"email": "c@example.com", "lists": {"3": "unsubscribed"}, "account": ""},
+    ]
+
+
+@pytest.mark.parametrize(
+    ("bad_contact", "messages"),
+    [
+        (
+            {"email": "c@example.com", "destination": "eu"},
+            {"destination": ["Routing to a destination is not supported yet (issue 12); "
+                             "leave it out: every event goes to the one ActiveCampaign "
+                             "account configured."]},
+        ),
+        (
+            {"email": "c@example.com", "fields": {1: "x"}, "fieldValues": []},
+            {"fields": ["Give fields or fieldValues, not both."]},
+        ),
+        (
+            {"email": "c@example.com", "fields": "6=x"},
+            {"fields": ["Must be a mapping of field id, %PERSTAG% or title to value."]},
+        ),
+        (
+            {"email": "c@example.com", "fields": {"": "x"}},
+            {"fields": {"": {"field": ["Field title must not be blank."]}}},
+        ),
+        (
+            {"email": "c@example.com", "fieldValues": [{"field": "", "value": "x"}]},
+            {"fieldValues": {0: {"field": ["Field title must not be blank."]}}},
+        ),
+    ],
+)  # fmt: skip
+def test_send_many_names_what_is_wrong_in_the_callers_terms(
+    producer, redis_client, key_prefix, bad_contact, messages
+):
+    """destination is refused until issue 12; fields errors are keyed by reference, fieldValues errors by index."""
+    with pytest.raises(InvalidContactEvent) as info:
+        producer.send_many([{"email": "a@example.com"}, bad_contact])
+    assert info.value.messages == {"1": messages}
+    assert redis_client.exists(f"{key_prefix}:events") == 0
+
+
+@pytest.mark.parametrize("not_a_contact", ["fields", ["fields"], None, 7])
+def test_send_many_rejects_what_is_not_a_contact(producer, not_a_contact):
+    """A str, list, None or number in send_many is an InvalidContactEvent, not a crash."""
+    with pytest.raises(InvalidContactEvent) as info:
+        producer.send_many([not_a_contact])
+    assert list(info.value.messages) == ["0"]

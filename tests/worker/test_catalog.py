@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import redis
 
-from worker.catalog import Catalog, Kind
+from worker.catalog import Catalog, CatalogUnavailable, Kind
 from worker.keys import Keys
 
 
@@ -113,3 +113,25 @@ def test_an_empty_catalog_is_a_valid_answer(catalog: Catalog, api: FakeApi) -> N
     assert catalog.list_id("Newsletter") is None
     assert catalog.list_id("Other") is None
     assert api.reads["lists"] == 1
+
+
+def test_a_failed_read_is_tried_again_at_the_next_miss(catalog: Catalog, api: FakeApi) -> None:
+    """A failed read (API down) does not count as the minute's read: misses fail fast for a few seconds, then read again and resolve."""
+    calls = {"n": 0}
+    original = api.fetch
+
+    def flaky(kind: Kind) -> Iterable[Mapping[str, Any]]:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise ConnectionError("API down")
+        return original(kind)
+
+    catalog.fetch = flaky
+    with pytest.raises(ConnectionError):
+        catalog.field("%SHIRT_SIZE%")
+    with pytest.raises(CatalogUnavailable):
+        catalog.field("%SHIRT_SIZE%")  # fails fast: no request while the API just failed
+    assert calls["n"] == 1
+    catalog.redis.delete(catalog.keys.catalog_fresh("fields") + ":failed")  # seconds later
+    assert catalog.field("%SHIRT_SIZE%") is not None
+    assert calls["n"] == 2

@@ -13,6 +13,7 @@ from worker.keys import CONSUMER_GROUP, Keys
 from worker.pump import Pump, PumpReport, decode_entry
 from worker.pump_lock import PumpLock, request_pump_stop
 from worker.ratelimit import RateLimiter
+from worker.resolve import Resolved
 from worker.schema import ContactEvent, encode_event
 from worker.settings import Settings
 from worker.store import Claim, InvalidEntry, MergeStore
@@ -119,6 +120,7 @@ def make_pump(
         store,
         settings=Settings(**options),  # type: ignore[arg-type]
         enqueue_sync=recorder.claims.append,
+        resolve=Resolved,  # references stay as written: no catalog in these tests
         on_invalid=recorder.invalid.append,
         consumer=consumer,
         block_ms=10,
@@ -147,6 +149,8 @@ def test_cycle_ingests_claims_and_reports(store: MergeStore, recorder: Recorder)
         "expired_leases": 0,
         "claimed": 2,
         "paused_cycles": 0,
+        "rejected": 0,
+        "deferred": 0,
     }
     assert sorted(claim.email for claim in recorder.claims) == ["a@example.com", "b@example.com"]
     assert len(recorder.invalid) == 2

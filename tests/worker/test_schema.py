@@ -1,4 +1,4 @@
-"""worker.schema: validation, normalization and the v1 wire format, including hostile input."""
+"""worker.schema: validation, normalization and the wire format (v2, and v1 still read), including hostile input."""
 
 from __future__ import annotations
 
@@ -16,9 +16,12 @@ from worker.schema import (
     MAX_EVENT_BYTES,
     ContactEvent,
     attributes_to_contact,
+    attributes_to_event_contact,
+    contact_to_attributes,
     decode_event,
     encode_event,
     normalize_contact,
+    sync_contact_body,
 )
 
 WHEN = dt.datetime(2026, 11, 29, 13, 0, 0, 123456, tzinfo=dt.UTC)
@@ -89,11 +92,12 @@ def test_valid_event_round_trips() -> None:
 
 
 def test_encode_event_writes_the_documented_wire_shape() -> None:
-    """The encoded text is a compact v1 JSON object with a generated uuid4 id by default."""
+    """The encoded text is a compact v2 JSON object with a generated uuid4 id by default."""
     event_id, text = encode_event({"email": "jon@example.com"}, occurred_at=WHEN)
+    assert text.startswith('{"v":2,')
     document = json.loads(text)
     assert document == {
-        "v": 1,
+        "v": 2,
         "id": event_id,
         "occurred_at": "2026-11-29T13:00:00.123456+00:00",
         "contact": {"email": "jon@example.com"},
@@ -202,13 +206,24 @@ def test_field_id_may_be_an_int_or_a_digit_string(field: Any, expected: str) -> 
     assert loaded["fieldValues"] == [{"field": expected, "value": "x"}]
 
 
-@pytest.mark.parametrize("field", [0, -1, "0", "-3", "abc", "1.5", 1.0, True, False, "٣", 2**63])
+@pytest.mark.parametrize("field", [0, -1, "0", "000", " 0 ", True, False, 2**63, str(2**63)])
 def test_bad_field_ids_are_rejected(field: Any) -> None:
-    """Zero, negatives, non-digits, floats, booleans, null and huge ids are rejected."""
+    """Zero, negatives, booleans and ids from 2**63 are rejected as ids (digits always mean an id)."""
     messages = messages_of(
         {"email": "jon@example.com", "fieldValues": [{"field": field, "value": "x"}]}
     )
     assert messages == {"fieldValues": {0: {"field": ["Field id must be a positive integer."]}}}
+
+
+@pytest.mark.parametrize(
+    "field", [0, -1, "0", "-3", "abc", "1.5", 1.0, True, False, "٣", 2**63, "%A%"]
+)
+def test_v1_field_ids_must_still_be_positive_integers(field: Any) -> None:
+    """In a v1 event, a field is named by id only: anything else is rejected as before."""
+    contact = {"email": "jon@example.com", "fieldValues": [{"field": field, "value": "x"}]}
+    assert decode_messages(wire(contact=contact)) == {
+        "contact": {"fieldValues": {0: {"field": ["Field id must be a positive integer."]}}}
+    }
 
 
 def test_null_field_id_is_rejected() -> None:
@@ -387,10 +402,25 @@ def test_decode_accepts_the_documented_example() -> None:
     assert event.attributes["field:6"] == "2008-01-20"
 
 
-@pytest.mark.parametrize("v", [0, 2, "1", 1.0, True, None])
-def test_wire_version_must_be_exactly_1(v: Any) -> None:
-    """v must be the integer 1: other numbers, strings, floats and booleans are rejected."""
+@pytest.mark.parametrize("v", [0, 3, -1, "1", "2", 1.0, 2.0, True, None])
+def test_wire_version_must_be_exactly_1_or_2(v: Any) -> None:
+    """v must be the integer 1 or 2: other numbers, strings, floats and booleans are rejected."""
     assert "v" in decode_messages(wire(v=v))
+
+
+def test_v1_events_are_still_accepted() -> None:
+    """A v1 event left in the stream by a rolling upgrade decodes exactly as before."""
+    event = decode_event(json.dumps(wire()))
+    assert (event.email, event.attributes) == ("jondoe@example.com", {"firstName": "John"})
+
+
+@pytest.mark.parametrize("name", ["tags", "lists", "account"])
+def test_v1_events_have_no_tags_lists_or_account(name: str) -> None:
+    """tags, lists and account are v2 keys: a v1 event carrying one is rejected naming it."""
+    value = {"tags": {"Trial": True}, "lists": {"3": "subscribed"}, "account": "Acme"}[name]
+    contact = {"email": "jon@example.com", name: value}
+    assert decode_messages(wire(contact=contact)) == {"contact": {name: ["Unknown field."]}}
+    assert decode_event(json.dumps(wire(v=2, contact=contact))).attributes
 
 
 def test_wire_version_is_required() -> None:
@@ -579,3 +609,355 @@ def _decode_never_crashes(raw: str | bytes) -> None:
 def test_decode_event_only_ever_raises_invalid_contact_event(raw: str | bytes) -> None:
     """decode_event on arbitrary text, bytes or JSON returns a ContactEvent or raises InvalidContactEvent."""
     _decode_never_crashes(raw)
+
+
+# -- v2: fields by id, %PERSTAG% or title; tags, lists, account ------------------------------
+
+DOCUMENTED_V2 = {
+    "email": "jon@example.com",
+    "firstName": "John",
+    "lastName": "Doe",
+    "phone": "7223224241",
+    "fieldValues": [
+        {"field": "6", "value": "x"},
+        {"field": "%SHIRT_SIZE%", "value": "L"},
+        {"field": "Company size", "value": "10-50"},
+    ],
+    "tags": {"Trial": True, "churned": False},
+    "lists": {"Newsletter": "subscribed", "3": "unsubscribed"},
+    "account": "Acme Inc",
+}
+DOCUMENTED_V2_ATTRIBUTES = {
+    "firstName": "John",
+    "lastName": "Doe",
+    "phone": "7223224241",
+    "field:6": "x",
+    "field:%SHIRT_SIZE%": "L",
+    "field:Company size": "10-50",
+    "tag:Trial": "1",
+    "tag:churned": "0",
+    "list:Newsletter": "1",
+    "list:3": "2",
+    "account": "Acme Inc",
+}
+
+
+def v2_messages(**contact: Any) -> Any:
+    """The messages for a v2 contact of jon@example.com with ``contact`` added."""
+    return messages_of({"email": "jon@example.com", **contact})
+
+
+def test_documented_v2_example_decodes_to_flat_attributes() -> None:
+    """The documented v2 event decodes to one attribute per field, tag, list and the account."""
+    event = decode_event(json.dumps(wire(v=2, contact=DOCUMENTED_V2)))
+    assert event.email == "jon@example.com"
+    assert event.attributes == DOCUMENTED_V2_ATTRIBUTES
+
+
+def test_v2_encode_decode_round_trips_every_attribute_kind() -> None:
+    """encode_event writes the documented v2 contact unchanged, and decode_event reads it back."""
+    _, text = encode_event(DOCUMENTED_V2, occurred_at=WHEN, event_id=EVENT_ID)
+    assert json.loads(text)["contact"] == DOCUMENTED_V2
+    assert decode_event(text).attributes == DOCUMENTED_V2_ATTRIBUTES
+
+
+def test_email_only_v2_event_is_valid() -> None:
+    """A v2 event that carries only the email is valid, as in v1: it has no attributes."""
+    event = decode_event(json.dumps(wire(v=2, contact={"email": "jon@example.com"})))
+    assert event.attributes == {}
+
+
+@pytest.mark.parametrize(
+    ("field", "expected"),
+    [
+        (6, "6"),
+        (" 007 ", "7"),
+        ("%shirt_size%", "%SHIRT_SIZE%"),
+        (" %Shirt_Size_2% ", "%SHIRT_SIZE_2%"),
+        ("  Company size ", "Company size"),
+        ("50% off", "50% off"),
+        ("%discount", "%discount"),
+        ("-3", "-3"),
+        ("1.5", "1.5"),
+        ("x" * 255, "x" * 255),
+    ],
+)
+def test_v2_field_references_are_normalized(field: Any, expected: str) -> None:
+    """Ids become their digits, perstags upper case inside the % signs, titles trimmed."""
+    loaded = normalize_contact(
+        {"email": "jon@example.com", "fieldValues": [{"field": field, "value": "v"}]}
+    )
+    assert loaded["fieldValues"] == [{"field": expected, "value": "v"}]
+
+
+@pytest.mark.parametrize(
+    ("field", "message"),
+    [
+        ("%SHIRT SIZE%", "Perstag must be letters, digits and underscores between % signs."),
+        ("%", "Perstag must be letters, digits and underscores between % signs."),
+        ("%%", "Perstag must be letters, digits and underscores between % signs."),
+        ("%TAILLE_É%", "Perstag must be letters, digits and underscores between % signs."),
+        ("%" + "A" * 254 + "%", "Perstag is longer than maximum length 255."),
+        ("", "Field title must not be blank."),
+        ("   ", "Field title must not be blank."),
+        ("x" * 256, "Field title is longer than maximum length 255."),
+        ("Company\nsize", "Field title must not contain control characters."),
+        ("a\x85b", "Field title must not contain control characters."),
+        (1.0, "Field must be an id, a %PERSTAG% or a title."),
+        (["6"], "Field must be an id, a %PERSTAG% or a title."),
+    ],
+)
+def test_bad_v2_field_references_are_rejected(field: Any, message: str) -> None:
+    """A malformed perstag, a blank, overlong or control-character title, or a non-string is rejected."""
+    assert v2_messages(fieldValues=[{"field": field, "value": "v"}]) == {
+        "fieldValues": {0: {"field": [message]}}
+    }
+
+
+@pytest.mark.parametrize(
+    ("first", "second", "named"),
+    [
+        (6, "006", "6"),
+        ("%SHIRT_SIZE%", "%shirt_size%", "%SHIRT_SIZE%"),
+        ("Company size", " company SIZE", "company SIZE"),
+    ],
+)
+def test_duplicate_v2_field_references_are_rejected(first: Any, second: Any, named: str) -> None:
+    """Two references that are textually equal (ignoring case for perstags and titles) are an error naming the second."""
+    values = [{"field": first, "value": "a"}, {"field": second, "value": "b"}]
+    assert v2_messages(fieldValues=values) == {
+        "fieldValues": [f"Custom field {named} appears more than once."]
+    }
+
+
+def test_different_spellings_of_one_field_are_left_to_the_worker() -> None:
+    """An id and a perstag may name the same field; only the catalog can tell, so both are kept."""
+    values = [{"field": 6, "value": "a"}, {"field": "%SIX%", "value": "b"}]
+    assert (
+        len(normalize_contact({"email": "a@example.com", "fieldValues": values})["fieldValues"])
+        == 2
+    )
+
+
+def test_tags_are_trimmed_names_to_booleans() -> None:
+    """Tag names are trimmed, keep their case, and map to true (add) or false (remove)."""
+    loaded = normalize_contact({"email": "a@example.com", "tags": {" Trial ": True, "VIP": False}})
+    assert loaded["tags"] == {"Trial": True, "VIP": False}
+    assert contact_to_attributes(loaded) == {"tag:Trial": "1", "tag:VIP": "0"}
+
+
+@pytest.mark.parametrize(
+    ("tags", "expected"),
+    [
+        ({"": True}, {"tags": {"": ["Tag name must not be blank."]}}),
+        ({" ": True}, {"tags": {" ": ["Tag name must not be blank."]}}),
+        ({"t" * 256: True}, {"tags": {"t" * 256: ["Tag name is longer than maximum length 255."]}}),
+        ({"a\tb": True}, {"tags": {"a\tb": ["Tag name must not contain control characters."]}}),
+        ({7: True}, {"tags": {7: ["Tag name must be a string."]}}),
+        ({"Trial": 1}, {"tags": {"Trial": ["Must be true (add the tag) or false (remove it)."]}}),
+        ({"Trial": "true"}, {"tags": {"Trial": ["Must be true (add the tag) or false (remove it)."]}}),
+        ({"Trial": None}, {"tags": {"Trial": ["Must be true (add the tag) or false (remove it)."]}}),
+        ({"Trial": True, "TRIAL ": False}, {"tags": {"TRIAL ": ["Tag TRIAL appears more than once."]}}),
+        (["Trial"], {"tags": ["Must be an object of tag name to true (add) or false (remove)."]}),
+        ("Trial", {"tags": ["Must be an object of tag name to true (add) or false (remove)."]}),
+        (None, {"tags": ["Field may not be null."]}),
+    ],
+)  # fmt: skip
+def test_bad_tags_are_rejected_naming_the_tag(tags: Any, expected: Any) -> None:
+    """A blank, overlong or control-character name, a non-boolean, a duplicate ignoring case, or a non-object is rejected, keyed by the tag as written."""
+    assert v2_messages(tags=tags) == expected
+
+
+def test_more_than_500_tags_are_rejected() -> None:
+    """At most 500 tags are accepted in one event: each one is an API request."""
+    tags = {f"t{n}": True for n in range(500)}
+    assert len(normalize_contact({"email": "a@example.com", "tags": tags})["tags"]) == 500
+    tags["one more"] = False
+    assert v2_messages(tags=tags) == {"tags": ["At most 500 items in one event."]}
+
+
+def test_lists_are_ids_or_names_to_a_status() -> None:
+    """List ids (int or digits) become their digits, names are trimmed; statuses become 1 and 2."""
+    loaded = normalize_contact(
+        {
+            "email": "a@example.com",
+            "lists": {3: "subscribed", "007": "unsubscribed", " Newsletter ": "subscribed"},
+        }
+    )
+    assert loaded["lists"] == {"3": "subscribed", "7": "unsubscribed", "Newsletter": "subscribed"}
+    assert contact_to_attributes(loaded) == {"list:3": "1", "list:7": "2", "list:Newsletter": "1"}
+
+
+@pytest.mark.parametrize(
+    ("lists", "expected"),
+    [
+        ({"0": "subscribed"}, {"lists": {"0": ["List id must be a positive integer."]}}),
+        ({0: "subscribed"}, {"lists": {0: ["List id must be a positive integer."]}}),
+        ({True: "subscribed"}, {"lists": {True: ["List id must be a positive integer."]}}),
+        ({"": "subscribed"}, {"lists": {"": ["List name must not be blank."]}}),
+        ({"News\x00": "subscribed"}, {"lists": {"News\x00": ["List name must not contain control characters."]}}),
+        ({"News": "Subscribed"}, {"lists": {"News": ['Must be "subscribed" or "unsubscribed".']}}),
+        ({"News": True}, {"lists": {"News": ['Must be "subscribed" or "unsubscribed".']}}),
+        ({"3": "subscribed", 3: "unsubscribed"}, {"lists": {3: ["List 3 appears more than once."]}}),
+        ({"News": "subscribed", "news": "unsubscribed"}, {"lists": {"news": ["List news appears more than once."]}}),
+        (["News"], {"lists": ['Must be an object of list id or name to "subscribed" or "unsubscribed".']}),
+    ],
+)  # fmt: skip
+def test_bad_lists_are_rejected_naming_the_list(lists: Any, expected: Any) -> None:
+    """A bad id or name, a status other than subscribed or unsubscribed, or a duplicate is rejected, keyed by the list as written."""
+    assert v2_messages(lists=lists) == expected
+
+
+@pytest.mark.parametrize(
+    ("account", "expected"), [("Acme Inc", "Acme Inc"), (" Acme ", "Acme"), ("", "")]
+)
+def test_account_is_a_trimmed_name_or_empty_to_unlink(account: str, expected: str) -> None:
+    """The account is the company's name, trimmed; "" is kept, and means unlink."""
+    loaded = normalize_contact({"email": "a@example.com", "account": account})
+    assert contact_to_attributes(loaded) == {"account": expected}
+
+
+@pytest.mark.parametrize(
+    ("account", "message"),
+    [
+        (" ", "Account name must not be blank."),
+        ("a" * 256, "Account name is longer than maximum length 255."),
+        ("Acme\r\nInc", "Account name must not contain control characters."),
+        (7, "Account name must be a string."),
+        (None, "Field may not be null."),
+    ],
+)
+def test_bad_accounts_are_rejected(account: Any, message: str) -> None:
+    """A blank, overlong, control-character or non-string account is rejected on account."""
+    assert v2_messages(account=account) == {"account": [message]}
+
+
+@pytest.mark.parametrize("name", ["orgid", "deleted"])
+def test_v2_still_rejects_deprecated_attributes(name: str) -> None:
+    """orgid and deleted are rejected with their deprecation in v2 events too."""
+    messages = decode_messages(wire(v=2, contact={"email": "a@example.com", name: 1}))
+    assert "deprecated" in messages["contact"][name][0]
+
+
+def test_v2_still_rejects_unknown_attributes() -> None:
+    """An unknown contact attribute in a v2 event is rejected under its own name."""
+    messages = decode_messages(wire(v=2, contact={"email": "a@example.com", "destination": "eu"}))
+    assert messages == {"contact": {"destination": ["Unknown field."]}}
+
+
+def test_v2_event_over_64_kib_of_tags_is_rejected() -> None:
+    """The 64 KiB limit counts tags and lists too."""
+    tags = {f"{n:03d}" + "t" * 250: True for n in range(300)}
+    with pytest.raises(InvalidContactEvent) as caught:
+        encode_event({"email": "a@example.com", "tags": tags}, occurred_at=WHEN)
+    assert "limit is 65536" in str(caught.value)
+
+
+# -- attributes back to contacts: for replay, and for /contact/sync ---------------------------
+
+
+def test_event_contact_rebuilds_every_attribute_kind() -> None:
+    """attributes_to_event_contact gives the v2 contact, in the schema's order, that flattens back to the same attributes."""
+    rebuilt = attributes_to_event_contact("jon@example.com", DOCUMENTED_V2_ATTRIBUTES.items())
+    assert list(rebuilt) == list(DOCUMENTED_V2)
+    assert normalize_contact(rebuilt) == rebuilt
+    assert contact_to_attributes(rebuilt) == DOCUMENTED_V2_ATTRIBUTES
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("tag:Trial", "2"), ("tag:Trial", "1Trial"), ("list:3", "0"), ("nickname", "x"), ("email", "a@b.c")],
+)  # fmt: skip
+def test_event_contact_refuses_what_no_event_gives(name: str, value: str) -> None:
+    """An unknown attribute name, or a tag or list value other than the decoded ones, raises naming the attribute."""
+    with pytest.raises(InvalidContactEvent) as caught:
+        attributes_to_event_contact("jon@example.com", [(name, value)])
+    assert list(caught.value.messages) == [name]
+
+
+def test_sync_body_leaves_out_tags_lists_and_account() -> None:
+    """sync_contact_body holds only what /contact/sync takes: email, names, phone and fieldValues."""
+    body = sync_contact_body("jon@example.com", DOCUMENTED_V2_ATTRIBUTES.items())
+    assert body == {
+        "email": "jon@example.com",
+        "firstName": "John",
+        "lastName": "Doe",
+        "phone": "7223224241",
+        "fieldValues": [
+            {"field": "%SHIRT_SIZE%", "value": "L"},
+            {"field": "6", "value": "x"},
+            {"field": "Company size", "value": "10-50"},
+        ],
+    }
+    assert sync_contact_body("jon@example.com", [("tag:Trial", "1"), ("account", "")]) == {
+        "email": "jon@example.com"
+    }
+
+
+def test_attributes_to_contact_is_the_sync_body() -> None:
+    """The older name, still used by worker/sync.py, builds the /contact/sync body."""
+    assert attributes_to_contact is sync_contact_body
+
+
+tag_names = st.text(
+    alphabet=st.characters(exclude_categories=("Cc", "Cs", "Zs", "Zl", "Zp")),
+    min_size=1,
+    max_size=8,
+)
+plain_text = st.text(alphabet=st.characters(exclude_categories=["Cs"]), max_size=8)
+v2_parts: dict[str, st.SearchStrategy[Any]] = {
+    "firstName": plain_text,
+    "fieldValues": st.lists(
+        st.fixed_dictionaries(
+            {
+                "field": st.one_of(
+                    st.integers(1, 99).map(str),
+                    st.from_regex(r"\A%[A-Z0-9_]{1,6}%\Z"),
+                    tag_names.filter(lambda t: not (t[0] == t[-1] == "%") and not t.isdigit()),
+                ),
+                "value": plain_text,
+            }
+        ),
+        max_size=4,
+        unique_by=lambda item: item["field"].casefold(),
+    ),
+    "tags": st.dictionaries(tag_names, st.booleans(), max_size=4).filter(
+        lambda tags: len({name.casefold() for name in tags}) == len(tags)
+    ),
+    "lists": st.dictionaries(
+        st.one_of(st.integers(1, 99).map(str), tag_names.filter(lambda t: not t.isdigit())),
+        st.sampled_from(["subscribed", "unsubscribed"]),
+        max_size=3,
+    ).filter(lambda lists: len({ref.casefold() for ref in lists}) == len(lists)),
+    "account": st.one_of(st.just(""), tag_names),
+}
+valid_v2_contacts = st.fixed_dictionaries({"email": st.just("jon@example.com")}, optional=v2_parts)
+
+
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@given(valid_v2_contacts)
+def test_attributes_round_trip_through_the_event_contact(contact: dict[str, Any]) -> None:
+    """For any valid v2 contact, its attributes rebuild a contact that encodes and decodes to the same attributes."""
+    contact = normalize_contact(contact)
+    attributes = contact_to_attributes(contact)
+    rebuilt = attributes_to_event_contact(contact["email"], attributes.items())
+    assert contact_to_attributes(rebuilt) == attributes
+    _, text = encode_event(rebuilt, occurred_at=WHEN)
+    assert decode_event(text).attributes == attributes
+
+
+footprints = st.fixed_dictionaries(
+    {}, optional={"tags": json_values, "lists": json_values, "account": json_values}
+)
+
+
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@given(near_events, footprints, st.sampled_from([1, 2]))
+def test_decode_of_v2_shapes_only_ever_raises_invalid_contact_event(
+    document: dict[str, Any], footprint: dict[str, Any], version: int
+) -> None:
+    """decode_event on near-valid events with arbitrary tags, lists and account returns a ContactEvent or raises InvalidContactEvent."""
+    document = {**document, "v": version}
+    if isinstance(document["contact"], dict):
+        document["contact"] = {**document["contact"], **footprint}
+    _decode_never_crashes(json.dumps(document))

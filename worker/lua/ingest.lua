@@ -7,6 +7,9 @@ then V times:  entry id, contact key index (into KEYS), email, stamp (_layout.lu
                attribute count A, A pairs of attribute name and value (the email not among them)
 then:          number of invalid entries I
 then I times:  entry id, errors (JSON), raw entry (truncated), event id or ""
+then:          number of rejected-attribute letters R
+then R times:  email, reason, errors (JSON), attributes (JSON {name: [value, order key]}),
+               event id
 then:          most dead letters kept, oldest dead letter kept (age, ms)
 
 Guarantees, atomically per batch:
@@ -70,7 +73,17 @@ for _ = 1, invalid do
   redis.call('XDEL', KEYS[1], entry)
 end
 
-if invalid > 0 then
+-- Attributes the pump could not resolve (worker/resolve.py); the rest of their event was
+-- merged above, in this same step, so none is lost and none is dead-lettered twice.
+local rejected = tonumber(ARGV[i]); i = i + 1
+for _ = 1, rejected do
+  redis.call('XADD', KEYS[4], '*', 'reason', ARGV[i + 1], 'email', ARGV[i], 'errors', ARGV[i + 2],
+    'attributes', ARGV[i + 3], 'event_id', ARGV[i + 4], 'dead_at', now)
+  i = i + 5
+end
+if rejected > 0 then redis.call('HINCRBY', KEYS[5], 'dead_lettered', rejected) end
+
+if invalid + rejected > 0 then
   trim_dead_letters(KEYS[4], KEYS[5], now, tonumber(ARGV[i]), tonumber(ARGV[i + 1]))
 end
 
