@@ -5,11 +5,20 @@
 
     # anywhere in a request
     from producers.django import contact_changed_on_commit
-    contact_changed_on_commit(user.email, first_name=user.first_name)
+    contact_changed_on_commit(
+        user.email, first_name=user.first_name, tags={"trial": True}, account="Acme Inc"
+    )
 
-    # or once, e.g. in AppConfig.ready()
+    # or once, e.g. in AppConfig.ready(): model attributes feed fields, tags, lists, account
     from producers.django import sync_on_save
-    sync_on_save(Customer, first_name="first_name", fields={6: "birthday"})
+    sync_on_save(
+        Customer,
+        first_name="first_name",
+        fields={"%BIRTHDAY%": "birthday"},
+        tags={"trial": "is_trial"},                  # truthy adds the tag, falsy removes it
+        lists={"Newsletter": "wants_newsletter"},    # truthy subscribes, falsy unsubscribes
+        account="company",                           # "" unlinks the company
+    )
 
 Writing only after commit means a rolled-back transaction never reports a change that
 did not happen, and a worker never reads a change before the database shows it.
@@ -20,7 +29,7 @@ from __future__ import annotations
 import datetime as dt
 import threading
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 try:
     from django.conf import settings
@@ -105,12 +114,17 @@ def contact_changed_on_commit(
     last_name: str | None = None,
     phone: str | None = None,
     fields: Mapping[int | str, Any] | None = None,
+    tags: Mapping[str, bool] | None = None,
+    lists: Mapping[int | str, str] | None = None,
+    account: str | None = None,
     occurred_at: dt.datetime | None = None,
     source: str | None = None,
 ) -> str:
     """Validate a change now and enqueue it when the transaction on ``using`` commits.
 
-    Arguments are those of ``ContactSyncProducer.contact_changed``; ``occurred_at``
+    Arguments are those of ``ContactSyncProducer.contact_changed``: ``fields`` by id,
+    ``"%PERSTAG%"`` or title, ``tags`` {name: True adds, False removes}, ``lists`` {id or
+    name: "subscribed" | "unsubscribed"}, ``account`` ("" unlinks); ``occurred_at``
     defaults to the time of this call. Returns the event id at once. A bad call raises
     InvalidContactEvent here, inside the request. Outside a transaction (autocommit) the
     event is written immediately; after a rollback it is never written.
@@ -128,6 +142,9 @@ def contact_changed_on_commit(
         last_name=last_name,
         phone=phone,
         fields=fields,
+        tags=tags,
+        lists=lists,
+        account=account,
         occurred_at=occurred_at,
         source=source,
     )
@@ -143,21 +160,36 @@ def sync_on_save(
     last_name: AttributeSource | None = None,
     phone: AttributeSource | None = None,
     fields: Mapping[int | str, AttributeSource] | None = None,
+    tags: Mapping[str, AttributeSource] | None = None,
+    lists: Mapping[int | str, AttributeSource] | None = None,
+    account: AttributeSource | None = None,
     dispatch_uid: str | None = None,
 ) -> Callable[..., None]:
     """Report every save of ``model`` as a contact change, enqueued on commit.
 
-    Each option names an attribute of the instance or is a callable taking the instance;
-    ``fields`` maps custom field ids to such sources. Attributes whose value is ``None``
-    are left out ("unchanged"); an instance whose email is ``None`` or ``""`` is not a
-    contact and is skipped. Raw saves (fixture loading) are skipped. Values must be what
-    ``contact_changed`` accepts (str, list of str, date, aware datetime): convert others
-    with a callable. An invalid value raises InvalidContactEvent from ``save()``.
+    Each option names an attribute of the instance or is a callable taking the instance.
+    ``fields`` maps a custom field's id, ``"%PERSTAG%"`` or title to such a source;
+    ``tags`` a tag name, and ``lists`` a list's id or name. A value of ``None`` is always
+    left out ("unchanged"), so a callable can say "leave it alone". Otherwise:
+
+    - a tag is added when its value is truthy and removed when it is falsy;
+    - a list is subscribed when its value is truthy and unsubscribed when it is falsy,
+      except that the strings ``"subscribed"`` and ``"unsubscribed"`` are sent as they are;
+    - ``account`` is the company's name, and ``""`` (a blank ``CharField``) unlinks the
+      contact from its company, as a blank ``first_name`` clears the name. To leave the
+      company alone when the attribute is blank, use ``lambda obj: obj.company or None``.
+
+    An instance whose email is ``None`` or ``""`` is not a contact and is skipped. Raw
+    saves (fixture loading) are skipped. Values must be what ``contact_changed`` accepts
+    (fields: str, list of str, date, aware datetime; account: str): convert others with a
+    callable. An invalid value raises InvalidContactEvent from ``save()``.
 
     Returns the receiver; disconnect it with
     ``post_save.disconnect(receiver, sender=model, dispatch_uid=dispatch_uid)``.
     """
-    field_sources = dict(fields or {})
+    field_sources = _sources("fields", fields)
+    tag_sources = _sources("tags", tags)
+    list_sources = _sources("lists", lists)
 
     def receiver(
         sender: type[Model], instance: Model, raw: bool = False, using: str | None = None, **_: Any
@@ -167,14 +199,16 @@ def sync_on_save(
         address = _read(instance, email)
         if address is None or address == "":
             return
-        values = {fid: _read(instance, src) for fid, src in field_sources.items()}
         contact_changed_on_commit(
             address,
             using=using,
             first_name=_read(instance, first_name),
             last_name=_read(instance, last_name),
             phone=_read(instance, phone),
-            fields={fid: value for fid, value in values.items() if value is not None},
+            fields=_read_each(instance, field_sources, _as_is),
+            tags=_read_each(instance, tag_sources, bool),
+            lists=_read_each(instance, list_sources, _list_status),
+            account=_read(instance, account),
         )
 
     # weak=False: the receiver is a closure that nothing else keeps alive.
@@ -188,3 +222,47 @@ def _read(instance: Model, source: AttributeSource | None) -> Any:
     if callable(source):
         return source(instance)
     return getattr(instance, source)
+
+
+_Ref = TypeVar("_Ref", bound=int | str)
+_Value = TypeVar("_Value")
+
+
+def _sources(option: str, sources: Mapping[_Ref, Any] | None) -> dict[_Ref, AttributeSource]:
+    """The mapping as a dict; TypeError, at registration, for a source that is neither an
+    attribute name nor a callable."""
+    checked = dict(sources or {})
+    for ref, source in checked.items():
+        # tags={"trial": True} reads like contact_changed's argument; without this check it
+        # would fail in every save() instead of once, at start.
+        if not (isinstance(source, str) or callable(source)):
+            raise TypeError(
+                f"sync_on_save({option}=...): {ref!r} maps to {source!r}, which is neither a "
+                f"model attribute's name nor a callable; for a constant use lambda obj: {source!r}"
+            )
+    return checked
+
+
+def _read_each(
+    instance: Model,
+    sources: Mapping[_Ref, AttributeSource],
+    convert: Callable[[Any], _Value],
+) -> dict[_Ref, _Value] | None:
+    """Each source's value, converted; ``None`` values are left out, and so is an empty result."""
+    values = {ref: _read(instance, source) for ref, source in sources.items()}
+    return {ref: convert(value) for ref, value in values.items() if value is not None} or None
+
+
+def _as_is(value: Any) -> Any:
+    return value
+
+
+_LIST_STATUSES = frozenset({"subscribed", "unsubscribed"})
+
+
+def _list_status(value: Any) -> str:
+    # The exact statuses pass through: "unsubscribed" is truthy, and reading it as
+    # "subscribed" would do the opposite of what a status column or callable says.
+    if isinstance(value, str) and value in _LIST_STATUSES:
+        return value
+    return "subscribed" if value else "unsubscribed"

@@ -9,7 +9,13 @@
         return app
 
     # in a view
-    contact_sync.contact_changed(form["email"], first_name=form["first_name"])
+    contact_sync.contact_changed(
+        form["email"],
+        first_name=form["first_name"],
+        tags={"trial": True},
+        lists={"Newsletter": "subscribed"},
+        account=form["company"],
+    )
 
 Config keys (all optional; missing ones come from the environment variables of the
 same names and their defaults): CONTACT_SYNC_REDIS_URL, CONTACT_SYNC_KEY_PREFIX,
@@ -74,16 +80,24 @@ class ContactSync:
         last_name: str | None = None,
         phone: str | None = None,
         fields: Mapping[int | str, Any] | None = None,
+        tags: Mapping[str, bool] | None = None,
+        lists: Mapping[int | str, str] | None = None,
+        account: str | None = None,
         occurred_at: dt.datetime | None = None,
         source: str | None = None,
     ) -> str:
-        """``ContactSyncProducer.contact_changed`` on the current app's producer."""
+        """``ContactSyncProducer.contact_changed`` on the current app's producer: ``fields``
+        by id, ``"%PERSTAG%"`` or title, ``tags`` {name: True adds, False removes}, ``lists``
+        {id or name: "subscribed" | "unsubscribed"}, ``account`` ("" unlinks)."""
         return self.producer.contact_changed(
             email,
             first_name=first_name,
             last_name=last_name,
             phone=phone,
             fields=fields,
+            tags=tags,
+            lists=lists,
+            account=account,
             occurred_at=occurred_at,
             source=source,
         )

@@ -27,7 +27,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 
     @app.post("/signup")
     def signup() -> tuple[dict[str, Any], int]:
-        """Form or JSON fields: email (required), first_name, last_name, birthday (YYYY-MM-DD)."""
+        """Form or JSON fields: email (required), first_name, last_name, birthday (YYYY-MM-DD),
+        company, newsletter (a ticked checkbox, or true in JSON)."""
         form = request.get_json(silent=True) or request.form
         # A real signup would create the user here; the event then describes that user.
         event_id = contact_sync.contact_changed(
@@ -35,6 +36,11 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
             first_name=form.get("first_name") or None,  # missing or empty: unchanged
             last_name=form.get("last_name") or None,
             fields={6: form["birthday"]} if form.get("birthday") else None,
+            # Every signup starts a trial; the tag starts the trial automation.
+            tags={"trial": True},
+            # Only a ticked box subscribes; an unticked one at signup changes nothing.
+            lists={"Newsletter": "subscribed"} if form.get("newsletter") else None,
+            account=form.get("company") or None,  # the contact's company, found or created
         )
         return {"event_id": event_id}, 202
 

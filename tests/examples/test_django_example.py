@@ -50,22 +50,27 @@ def events(client: redis.Redis, prefix: str) -> list[dict[str, Any]]:
 
 
 def test_creating_a_customer_enqueues_its_contact(redis_url, key_prefix, redis_client):
-    """POST /customers/ saves a Customer; on commit its contact lands on {prefix}:events."""
+    """POST /customers/ saves a Customer; on commit its contact, tag, list and company go out."""
     form = {
         "email": "Jon@Example.com",
         "first_name": "John",
         "last_name": "Doe",
         "birthday": "2008-01-20",
+        "company": "Acme Inc",
+        "wants_newsletter": "on",
     }
     (result,) = post_customers(example_env(redis_url, key_prefix), form)
     assert result["status"] == 201, result
     (event,) = events(redis_client, key_prefix)
-    assert event["source"] == "django:example"
+    assert (event["v"], event["source"]) == (2, "django:example")
     assert event["contact"] == {
         "email": "jon@example.com",
         "firstName": "John",
         "lastName": "Doe",
         "fieldValues": [{"field": "6", "value": "2008-01-20"}],
+        "tags": {"trial": True},
+        "lists": {"Newsletter": "subscribed"},
+        "account": "Acme Inc",
     }
 
 
@@ -80,9 +85,17 @@ def test_a_refused_customer_enqueues_nothing(redis_url, key_prefix, redis_client
     )
     assert [result["status"] for result in results] == [400, 201, 400]
     assert "email" in results[0]["body"]["errors"]
-    # Saved without a birthday: the custom field is left out; the blank names are "" values.
+    # Saved without a birthday: the custom field is left out. The blank names and company
+    # are "" values (the company's unlinks), and the unticked box unsubscribes.
     (event,) = events(redis_client, key_prefix)
-    assert event["contact"] == {"email": "ann@example.com", "firstName": "", "lastName": ""}
+    assert event["contact"] == {
+        "email": "ann@example.com",
+        "firstName": "",
+        "lastName": "",
+        "tags": {"trial": True},
+        "lists": {"Newsletter": "unsubscribed"},
+        "account": "",
+    }
 
 
 @pytest.mark.parametrize(

@@ -44,30 +44,54 @@ def events(client: redis.Redis, prefix: str) -> list[dict[str, Any]]:
 
 
 def test_signup_puts_the_contact_on_the_stream(app, redis_client, key_prefix):
-    """POST /signup with JSON answers 202 and the event on {prefix}:events carries the contact."""
+    """POST /signup with JSON answers 202; the v2 event carries the contact, tag, list and company."""
     response = app.test_client().post(
         "/signup",
-        json={"email": "Jon@Example.com", "first_name": "John", "birthday": "2008-01-20"},
+        json={
+            "email": "Jon@Example.com",
+            "first_name": "John",
+            "birthday": "2008-01-20",
+            "company": "Acme Inc",
+            "newsletter": True,
+        },
     )
     assert response.status_code == 202
     (event,) = events(redis_client, key_prefix)
     assert event["id"] == response.get_json()["event_id"]
-    assert event["source"] == "flask:example"
+    assert (event["v"], event["source"]) == (2, "flask:example")
     assert event["contact"] == {
         "email": "jon@example.com",
         "firstName": "John",
         "fieldValues": [{"field": "6", "value": "2008-01-20"}],
+        "tags": {"trial": True},
+        "lists": {"Newsletter": "subscribed"},
+        "account": "Acme Inc",
     }
 
 
 def test_signup_accepts_a_form_and_leaves_empty_fields_out(app, redis_client, key_prefix):
-    """A form post works too; empty form fields are "unchanged", not ""."""
+    """A form post works too; empty fields, company included, are "unchanged", not ""."""
     response = app.test_client().post(
-        "/signup", data={"email": "ann@example.com", "first_name": "", "last_name": "Lee"}
+        "/signup",
+        data={"email": "ann@example.com", "first_name": "", "last_name": "Lee", "company": ""},
     )
     assert response.status_code == 202
     (event,) = events(redis_client, key_prefix)
-    assert event["contact"] == {"email": "ann@example.com", "lastName": "Lee"}
+    assert event["contact"] == {
+        "email": "ann@example.com",
+        "lastName": "Lee",
+        "tags": {"trial": True},
+    }
+
+
+def test_only_a_ticked_newsletter_box_subscribes(app, redis_client, key_prefix):
+    """A ticked form checkbox subscribes to "Newsletter"; an unticked one changes no list."""
+    client = app.test_client()
+    client.post("/signup", data={"email": "ann@example.com", "newsletter": "on"})
+    client.post("/signup", json={"email": "bob@example.com", "newsletter": False})
+    ann, bob = (event["contact"] for event in events(redis_client, key_prefix))
+    assert ann["lists"] == {"Newsletter": "subscribed"}
+    assert "lists" not in bob
 
 
 def test_invalid_signup_is_a_400_with_the_messages(app, redis_client, key_prefix):

@@ -111,6 +111,7 @@ BOUNDED = {
     "claims": "one counter (part of every lease token)",
     "lease-tokens": "one token per email under lease: at most the rate budget's leases",
     "catalog:fields": "the account's custom fields, replaced whole at each read",
+    "catalog:fields:fresh": "one flag, expires 60 s after the catalog was read",
     "metrics": "fixed set of histogram buckets and totals",
     "dead": "dead letters, bounded by DEAD_LETTER_MAX_COUNT and _MAX_AGE_S (none here)",
     "ratelimit:log": "at most RATE entries, expires after two windows",

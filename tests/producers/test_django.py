@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -231,3 +231,206 @@ def test_unknown_setting_key_is_a_config_error():
         pytest.raises(ConfigError, match="REDIS_ULR"),
     ):
         get_producer()
+
+
+# -- tags, lists and the account (issue 10) --------------------------------------------------
+
+
+@pytest.fixture
+def hook(contact_sync: None) -> Iterator[Callable[..., None]]:
+    """hook(**options) runs sync_on_save(Customer, **options) for this test only."""
+    receivers: list[Callable[..., None]] = []
+
+    def connect(**options: Any) -> None:
+        receivers.append(sync_on_save(Customer, **options))
+
+    yield connect
+    for receiver in receivers:
+        assert post_save.disconnect(receiver, sender=Customer)
+
+
+@pytest.fixture
+def footprint_sync(hook: Callable[..., None]) -> None:
+    hook(
+        fields={"%BIRTHDAY%": "birthday", "Plan": lambda customer: customer.plan or None},
+        tags={"trial": "is_trial"},
+        lists={"Newsletter": "wants_newsletter"},
+        account="company",
+    )
+
+
+def test_model_attributes_feed_fields_tags_lists_and_account(
+    footprint_sync, redis_client, key_prefix
+):
+    """Truthy attributes add the tag and subscribe the list; fields go by perstag and title."""
+    with transaction.atomic():
+        Customer.objects.create(
+            email="jon@example.com",
+            birthday=dt.date(2008, 1, 20),
+            plan="pro",
+            is_trial=True,
+            wants_newsletter=True,
+            company="Acme Inc",
+        )
+    (event,) = events(redis_client, key_prefix)
+    assert event["v"] == 2
+    assert event["contact"] == {
+        "email": "jon@example.com",
+        "fieldValues": [
+            {"field": "%BIRTHDAY%", "value": "2008-01-20"},
+            {"field": "Plan", "value": "pro"},
+        ],
+        "tags": {"trial": True},
+        "lists": {"Newsletter": "subscribed"},
+        "account": "Acme Inc",
+    }
+
+
+def test_falsy_attributes_remove_the_tag_and_unsubscribe(footprint_sync, redis_client, key_prefix):
+    """A later save with the attributes cleared removes the tag and unsubscribes the list."""
+    customer = Customer.objects.create(
+        email="jon@example.com", is_trial=True, wants_newsletter=True
+    )
+    customer.is_trial = False
+    customer.wants_newsletter = False
+    customer.save()
+    first, second = (event["contact"] for event in events(redis_client, key_prefix))
+    assert (first["tags"], first["lists"]) == ({"trial": True}, {"Newsletter": "subscribed"})
+    assert (second["tags"], second["lists"]) == ({"trial": False}, {"Newsletter": "unsubscribed"})
+
+
+def test_none_attributes_leave_list_and_account_unchanged(footprint_sync, redis_client, key_prefix):
+    """A list or account attribute that is None is left out of the event ("unchanged")."""
+    Customer.objects.create(email="jon@example.com", wants_newsletter=None, company=None)
+    (event,) = events(redis_client, key_prefix)
+    assert event["contact"] == {
+        "email": "jon@example.com",
+        "tags": {"trial": False},
+    }
+
+
+def test_blank_company_unlinks_the_account(footprint_sync, redis_client, key_prefix):
+    """A company of "" is sent as account "", which unlinks the contact from its company."""
+    Customer.objects.create(email="jon@example.com", company="")
+    (event,) = events(redis_client, key_prefix)
+    assert event["contact"]["account"] == ""
+
+
+@pytest.mark.parametrize(
+    ("value", "added"),
+    [(True, True), (1, True), ("yes", True), (False, False), (0, False), ("", False)],
+)
+def test_tag_follows_the_truth_of_its_source(hook, redis_client, key_prefix, value, added):
+    """A tag source's truthy value adds the tag, and its falsy value removes it."""
+    hook(tags={"vip": lambda customer: value})
+    Customer.objects.create(email="jon@example.com")
+    (event,) = events(redis_client, key_prefix)
+    assert event["contact"]["tags"] == {"vip": added}
+
+
+@pytest.mark.parametrize(
+    ("value", "status"),
+    [
+        (True, "subscribed"),
+        (1, "subscribed"),
+        ("subscribed", "subscribed"),
+        ("unsubscribed", "unsubscribed"),
+        (False, "unsubscribed"),
+        (0, "unsubscribed"),
+        ("", "unsubscribed"),
+    ],
+)
+def test_list_follows_the_truth_of_its_source_or_its_status(
+    hook, redis_client, key_prefix, value, status
+):
+    """A list source subscribes when truthy, unsubscribes when falsy, and passes a status as is."""
+    hook(lists={3: lambda customer: value})
+    Customer.objects.create(email="jon@example.com")
+    (event,) = events(redis_client, key_prefix)
+    assert event["contact"]["lists"] == {"3": status}
+
+
+def test_callable_returning_none_leaves_the_tag_alone(hook, redis_client, key_prefix):
+    """A tag source that returns None sends nothing for the tag: add-only tags are possible."""
+    hook(tags={"ever-paid": lambda customer: customer.plan == "pro" or None})
+    Customer.objects.create(email="free@example.com", plan="free")
+    Customer.objects.create(email="pro@example.com", plan="pro")
+    free, pro = (event["contact"] for event in events(redis_client, key_prefix))
+    assert "tags" not in free
+    assert pro["tags"] == {"ever-paid": True}
+
+
+def test_invalid_account_raises_at_save_time(hook, redis_client, key_prefix):
+    """An account source that yields a non-string raises InvalidContactEvent from save()."""
+    hook(account=lambda customer: 42)
+    with pytest.raises(InvalidContactEvent) as info, transaction.atomic():
+        Customer.objects.create(email="jon@example.com")
+    assert "account" in info.value.messages
+    assert not Customer.objects.exists()
+    assert redis_client.exists(f"{key_prefix}:events") == 0
+
+
+@pytest.mark.parametrize("option", ["fields", "tags", "lists"])
+def test_constant_source_is_refused_at_registration(contact_sync, option):
+    """A source that is neither an attribute name nor a callable is a TypeError at once."""
+    with pytest.raises(TypeError, match=r"'trial' maps to True.*lambda obj: True"):
+        sync_on_save(Customer, **{option: {"trial": True}})
+
+
+def test_footprint_of_a_rolled_back_save_is_not_written(footprint_sync, redis_client, key_prefix):
+    """Tags, lists and the account follow the transaction: a rollback writes nothing."""
+
+    def save_then_fail() -> None:
+        with transaction.atomic():
+            Customer.objects.create(email="jon@example.com", is_trial=True, company="Acme")
+            raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError, match="boom"):
+        save_then_fail()
+    assert redis_client.exists(f"{key_prefix}:events") == 0
+
+
+def test_on_commit_helper_passes_tags_lists_and_account(contact_sync, redis_client, key_prefix):
+    """contact_changed_on_commit writes fields by any reference, tags, lists and account on commit."""
+    with transaction.atomic():
+        contact_changed_on_commit(
+            "jon@example.com",
+            fields={6: "x", "%SHIRT_SIZE%": "L", "Company size": "10-50"},
+            tags={"trial": True, "churned": False},
+            lists={"Newsletter": "subscribed", 3: "unsubscribed"},
+            account="Acme Inc",
+        )
+        assert redis_client.exists(f"{key_prefix}:events") == 0
+    (event,) = events(redis_client, key_prefix)
+    assert event["contact"] == {
+        "email": "jon@example.com",
+        "fieldValues": [
+            {"field": "6", "value": "x"},
+            {"field": "%SHIRT_SIZE%", "value": "L"},
+            {"field": "Company size", "value": "10-50"},
+        ],
+        "tags": {"trial": True, "churned": False},
+        "lists": {"Newsletter": "subscribed", "3": "unsubscribed"},
+        "account": "Acme Inc",
+    }
+
+
+def test_on_commit_helper_sends_empty_account_to_unlink(contact_sync, redis_client, key_prefix):
+    """account="" is written (it unlinks the company); account=None writes no account."""
+    contact_changed_on_commit("a@example.com", account="")
+    contact_changed_on_commit("b@example.com", account=None)
+    assert [event["contact"] for event in events(redis_client, key_prefix)] == [
+        {"email": "a@example.com", "account": ""},
+        {"email": "b@example.com"},
+    ]
+
+
+def test_on_commit_helper_refuses_bad_tags_at_once(contact_sync):
+    """A bad tag or list raises InvalidContactEvent naming it, and registers no callback."""
+    with transaction.atomic():
+        with pytest.raises(InvalidContactEvent) as info:
+            contact_changed_on_commit(
+                "jon@example.com", tags={"trial": "yes"}, lists={"News": "active"}
+            )
+        assert set(info.value.messages) == {"tags", "lists"}
+        assert connection.run_on_commit == []

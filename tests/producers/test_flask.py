@@ -121,3 +121,60 @@ def test_uninitialised_app_is_a_clear_error():
     app = Flask(__name__)
     with app.app_context(), pytest.raises(RuntimeError, match="init_app"):
         _ = ContactSync().producer
+
+
+def test_contact_changed_passes_tags_lists_and_account(app, redis_client, key_prefix):
+    """The extension's contact_changed writes fields by perstag or title, tags, lists and account."""
+    with app.app_context():
+        event_id = contact_sync.contact_changed(
+            "jon@example.com",
+            fields={"%shirt_size%": "L", "Company size": "10-50"},
+            tags={"churned": False},
+            lists={3: "unsubscribed"},
+            account="",
+        )
+    (event,) = events(redis_client, key_prefix)
+    assert (event["id"], event["v"]) == (event_id, 2)
+    assert event["contact"] == {
+        "email": "jon@example.com",
+        "fieldValues": [
+            {"field": "%SHIRT_SIZE%", "value": "L"},
+            {"field": "Company size", "value": "10-50"},
+        ],
+        "tags": {"churned": False},
+        "lists": {"3": "unsubscribed"},
+        "account": "",
+    }
+
+
+def test_send_many_passes_tags_lists_and_account(app, redis_client, key_prefix):
+    """The extension's send_many takes dicts with tags, lists and account."""
+    with app.app_context():
+        sent = contact_sync.send_many(
+            [
+                {
+                    "email": "ann@example.com",
+                    "tags": {"vip": True},
+                    "lists": {"News": "subscribed"},
+                },
+                {"email": "bob@example.com", "account": "Acme Inc"},
+            ]
+        )
+    assert sent == 2
+    assert [event["contact"] for event in events(redis_client, key_prefix)] == [
+        {"email": "ann@example.com", "tags": {"vip": True}, "lists": {"News": "subscribed"}},
+        {"email": "bob@example.com", "account": "Acme Inc"},
+    ]
+
+
+def test_bad_tags_and_lists_raise_before_writing(app, redis_client, key_prefix):
+    """A bad tag or list raises InvalidContactEvent naming each, and nothing is written."""
+    with app.app_context(), pytest.raises(InvalidContactEvent) as info:
+        contact_sync.contact_changed(
+            "jon@example.com", tags={"trial": "yes"}, lists={"News": "active"}
+        )
+    assert info.value.messages == {
+        "tags": {"trial": ["Must be true (add the tag) or false (remove it)."]},
+        "lists": {"News": ['Must be "subscribed" or "unsubscribed".']},
+    }
+    assert redis_client.exists(f"{key_prefix}:events") == 0

@@ -46,7 +46,7 @@ def api() -> FakeApi:
 
 @pytest.fixture
 def catalog(redis_client: redis.Redis, key_prefix: str, api: FakeApi) -> Catalog:
-    return Catalog(redis_client, Keys(key_prefix), fetch=api.fetch)
+    return Catalog(redis_client, Keys(key_prefix), fetch=api.fetch, memo_s=0)
 
 
 def test_fields_resolve_by_id_perstag_and_title_case_insensitively(
@@ -135,3 +135,21 @@ def test_a_failed_read_is_tried_again_at_the_next_miss(catalog: Catalog, api: Fa
     catalog.redis.delete(catalog.keys.catalog_fresh("fields") + ":failed")  # seconds later
     assert catalog.field("%SHIRT_SIZE%") is not None
     assert calls["n"] == 2
+
+
+def test_lookups_are_memoized_in_process_for_a_second(
+    redis_client: redis.Redis, key_prefix: str, api: FakeApi
+) -> None:
+    """The pump resolves the same reference for every event: one Redis read a second serves them all; misses are not memoized, so a remembered item shows at once."""
+    clock = {"now": 100.0}
+    catalog = Catalog(
+        redis_client, Keys(key_prefix), fetch=api.fetch, monotonic=lambda: clock["now"]
+    )
+    assert catalog.tag_id("trial") == "16"
+    redis_client.delete(catalog.keys.catalog("tags"))  # the cache changed behind our back
+    assert catalog.tag_id("trial") == "16"  # still the memo
+    clock["now"] += 1.5
+    redis_client.set(catalog.keys.catalog_fresh("tags"), "1")  # no refresh this minute
+    assert catalog.tag_id("trial") is None
+    catalog.remember("tags", "17", "Trial")
+    assert catalog.tag_id("trial") == "17"

@@ -288,26 +288,124 @@ def test_enqueue_invalid_email_exits_2_with_the_message(
     assert events(redis_client, key_prefix) == []
 
 
+def test_enqueue_writes_fields_by_any_reference_tags_lists_and_account(
+    capsys: pytest.CaptureFixture[str], redis_client: redis.Redis, key_prefix: str
+) -> None:
+    """--field by id, perstag and title, --tag, --untag, --list and --account all reach the v2 event."""
+    code, _, err = run(
+        capsys,
+        "enqueue",
+        *("--email", EMAIL, "--field", "6=x", "--field", "%shirt_size%=L"),
+        *("--field", "Company size=10-50", "--tag", "trial", "--tag", "VIP"),
+        *("--untag", "churned", "--list", "Newsletter=subscribed", "--list", "3=Unsubscribed"),
+        *("--list", "Tips=Tricks=subscribed", "--account", "Acme Inc"),
+    )
+
+    assert code == 0, err
+    (raw,) = events(redis_client, key_prefix)
+    assert json.loads(raw)["v"] == 2
+    assert decode_event(raw).attributes == {
+        "field:6": "x",
+        "field:%SHIRT_SIZE%": "L",
+        "field:Company size": "10-50",
+        "tag:trial": "1",
+        "tag:VIP": "1",
+        "tag:churned": "0",
+        "list:Newsletter": "1",
+        "list:3": "2",
+        "list:Tips=Tricks": "1",  # split at the last "=": a list name may hold one
+        "account": "Acme Inc",
+    }
+
+
+def test_enqueue_empty_account_unlinks_and_no_account_leaves_it(
+    capsys: pytest.CaptureFixture[str], redis_client: redis.Redis, key_prefix: str
+) -> None:
+    """`--account ""` writes account "" (unlink); without --account the event has no account."""
+    assert run(capsys, "enqueue", "--email", EMAIL, "--account", "")[0] == 0
+    assert run(capsys, "enqueue", "--email", EMAIL)[0] == 0
+
+    unlink, unchanged = (decode_event(raw) for raw in events(redis_client, key_prefix))
+    assert unlink.attributes == {"account": ""}
+    assert unchanged.attributes == {}
+
+
+def refused_enqueue(
+    capsys: pytest.CaptureFixture[str], client: redis.Redis, prefix: str, argv: list[str]
+) -> str:
+    """Run `enqueue` with ``argv``, check that it exits 2, prints nothing on stdout and
+    enqueues nothing; return its stderr."""
+    code, out, err = run(capsys, "enqueue", "--email", EMAIL, *argv)
+    assert code == 2
+    assert out == ""
+    assert events(client, prefix) == []
+    return err
+
+
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["--field", "no-equals-sign"], "'--field': expected ID=VALUE"),
+        (["--field", "no-equals-sign"], "'--field': expected REF=VALUE"),
         (
             ["--field", "6=a", "--field", "6=b"],
-            "'--field': each custom field may be given only once",
+            "'--field': custom field '6' is given more than once",
+        ),
+        (
+            ["--field", "Size=a", "--field", " size =b"],
+            "'--field': custom field 'size' is given more than once",
+        ),
+        (["--tag", "a", "--tag", "a"], "'--tag': tag 'a' is given more than once"),
+        (["--untag", "a", "--untag", "A"], "'--untag': tag 'A' is given more than once"),
+        (
+            ["--tag", "trial", "--untag", "Trial"],
+            "'--tag' / '--untag': tag 'Trial' is given to both --tag and --untag",
+        ),
+        (["--list", "Newsletter"], "'--list': expected REF=subscribed or REF=unsubscribed"),
+        (["--list", "Newsletter=yes"], "'--list': expected REF=subscribed or REF=unsubscribed"),
+        (["--list", "=subscribed"], "'--list': expected REF=subscribed or REF=unsubscribed"),
+        (
+            ["--list", "3=subscribed", "--list", "3=unsubscribed"],
+            "'--list': list '3' is given more than once",
         ),
         (["--occurred-at", "2026-11-29T13:00:00"], "'--occurred-at': needs a UTC offset"),
         (["--occurred-at", "yesterday"], "'--occurred-at': not an ISO 8601"),
     ],
 )
 def test_enqueue_rejects_malformed_options(
-    capsys: pytest.CaptureFixture[str], argv: list[str], message: str
+    capsys: pytest.CaptureFixture[str],
+    redis_client: redis.Redis,
+    key_prefix: str,
+    argv: list[str],
+    message: str,
 ) -> None:
-    """Malformed --field and --occurred-at values are usage errors that name the option."""
-    code, _, err = run(capsys, "enqueue", "--email", EMAIL, *argv)
+    """Malformed or repeated --field, --tag, --untag, --list and --occurred-at values are usage errors naming the option."""
+    err = refused_enqueue(capsys, redis_client, key_prefix, argv)
 
-    assert code == 2
+    assert "Usage: contact-sync enqueue" in err
     assert message in err
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--field", "%SHIRT SIZE%=L"], "fields.%SHIRT SIZE%.field: Perstag must be letters"),
+        (["--tag", "a\x01b"], "tags.a\\x01b: Tag name must not contain control characters."),
+        (["--list", "0=subscribed"], "lists.0: List id must be a positive integer."),
+        (["--account", "  "], "account: Account name must not be blank."),
+    ],
+)
+def test_enqueue_reports_the_producers_messages_for_bad_references(
+    capsys: pytest.CaptureFixture[str],
+    redis_client: redis.Redis,
+    key_prefix: str,
+    argv: list[str],
+    message: str,
+) -> None:
+    """A reference or name the schema refuses prints the producer's message for it, exits 2 and enqueues nothing."""
+    err = refused_enqueue(capsys, redis_client, key_prefix, argv)
+
+    assert err.startswith("contact-sync: invalid contact event, nothing was enqueued:")
+    assert f"  {message}" in err
 
 
 # -- dead letters ---------------------------------------------------------------------------

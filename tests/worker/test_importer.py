@@ -166,6 +166,204 @@ def test_jsonl_with_mapping_flags_and_occurred_at_key(capsys, tmp_path, redis_cl
     assert dt.datetime.fromisoformat(second["occurred_at"]) == T0  # empty cell: the default
 
 
+FOOTPRINT_FLAGS = (
+    *("--field", "%shirt_size%=shirt", "--field", "Company size=size", "--tags-column", "tags"),
+    *("--tag", "trial=trial", "--list", "Newsletter=newsletter", "--list", "3=weekly"),
+    *("--account-column", "company"),
+)
+
+
+def footprint_csv(path: Path) -> Path:
+    """Three rows: every footprint column set, only flags set (to "remove"), nothing set."""
+    return write_csv(
+        path,
+        "email,tags,trial,newsletter,weekly,company,shirt,size",
+        [
+            'jon@example.com,"vip, Beta,VIP,",yes,subscribed,0,Acme Inc,L,10-50',
+            "ann@example.com,,No,Unsubscribed,TRUE,,,",
+            "bob@example.com,,,,,,,",
+        ],
+    )
+
+
+def test_csv_columns_map_to_fields_tags_lists_and_account(
+    capsys, tmp_path, redis_client, key_prefix
+):
+    """--field by perstag and title, --tags-column, --tag, --list and --account-column fill the v2 event; empty cells change nothing."""
+    path = footprint_csv(tmp_path / "crm.csv")
+    code, out, err = run(capsys, path, *FOOTPRINT_FLAGS)
+    assert code == 0, err
+    assert "ignoring columns" not in err
+    assert out.startswith("complete: 3 rows read, 3 enqueued, 0 invalid")
+    jon, ann, bob = events(redis_client, key_prefix)
+    assert jon["v"] == 2
+    assert jon["contact"] == {
+        "email": "jon@example.com",
+        "fieldValues": [
+            {"field": "%SHIRT_SIZE%", "value": "L"},
+            {"field": "Company size", "value": "10-50"},
+        ],
+        "tags": {"vip": True, "Beta": True, "trial": True},  # "VIP" repeats "vip"
+        "lists": {"Newsletter": "subscribed", "3": "unsubscribed"},
+        "account": "Acme Inc",
+    }
+    assert ann["contact"] == {
+        "email": "ann@example.com",
+        "tags": {"trial": False},
+        "lists": {"Newsletter": "unsubscribed", "3": "subscribed"},
+    }
+    assert bob["contact"] == {"email": "bob@example.com"}
+
+
+def test_jsonl_keys_map_to_tags_lists_and_account(capsys, tmp_path, redis_client, key_prefix):
+    """With mapping flags, JSONL cells may be JSON lists of tag names and JSON booleans; null and "" change nothing."""
+    path = tmp_path / "export.jsonl"
+    rows = [
+        {
+            "mail": "jon@example.com",
+            "labels": ["trial", " vip "],
+            "customer": True,
+            "news": False,
+            "org": "Acme Inc",
+        },
+        {"mail": "ann@example.com", "labels": "a;b", "customer": None, "news": 1, "org": ""},
+    ]
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+    code, _, err = run(
+        capsys,
+        path,
+        *("--email-column", "mail", "--tags-column", "labels", "--tags-separator", ";"),
+        *("--tag", "customer=customer", "--list", "Newsletter=news", "--account-column", "org"),
+    )
+    assert code == 0, err
+    jon, ann = (event["contact"] for event in events(redis_client, key_prefix))
+    assert jon == {
+        "email": "jon@example.com",
+        "tags": {"trial": True, "vip": True, "customer": True},
+        "lists": {"Newsletter": "unsubscribed"},
+        "account": "Acme Inc",
+    }
+    assert ann == {
+        "email": "ann@example.com",
+        "tags": {"a": True, "b": True},
+        "lists": {"Newsletter": "subscribed"},
+    }
+
+
+def test_jsonl_v2_shaped_contacts_pass_through(capsys, tmp_path, redis_client, key_prefix):
+    """Without mapping flags a JSONL row is a v2 contact: tags, lists, account ("" unlinks) and fields by perstag or title."""
+    path = tmp_path / "contacts.jsonl"
+    rows = [
+        {
+            "email": "jon@example.com",
+            "fieldValues": [
+                {"field": "%shirt_size%", "value": "L"},
+                {"field": "Plan", "value": "x"},
+            ],
+            "tags": {"trial": True, "churned": False},
+            "lists": {"Newsletter": "subscribed", "3": "unsubscribed"},
+            "account": "",
+        }
+    ]
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+    code, _, err = run(capsys, path)
+    assert code == 0, err
+    (event,) = events(redis_client, key_prefix)
+    assert event["contact"] == {
+        "email": "jon@example.com",
+        "fieldValues": [
+            {"field": "%SHIRT_SIZE%", "value": "L"},
+            {"field": "Plan", "value": "x"},
+        ],
+        "tags": {"trial": True, "churned": False},
+        "lists": {"Newsletter": "subscribed", "3": "unsubscribed"},
+        "account": "",
+    }
+
+
+def test_bad_tag_list_and_account_cells_are_reported_by_line(
+    capsys, tmp_path, redis_client, key_prefix
+):
+    """Unreadable tag and list cells, a tag both added and removed, and names the schema refuses are invalid rows with their line."""
+    path = tmp_path / "bad.csv"
+    path.write_bytes(
+        b"email,tags,trial,newsletter,company\n"
+        b"good@example.com,vip,yes,subscribed,Acme\n"
+        b"a@example.com,,maybe,,\n"
+        b"b@example.com,,,perhaps,\n"
+        b"c@example.com,trial,no,,\n"
+        + b"d@example.com,"
+        + b"x" * 256
+        + b",,,\n"
+        + b"e@example.com,,,,Ac\x01me\n"
+    )
+    errors = tmp_path / "errors.jsonl"
+    code, out, err = run(
+        capsys,
+        path,
+        *("--tags-column", "tags", "--tag", "trial=trial", "--list", "Newsletter=newsletter"),
+        *("--account-column", "company", "--errors-file", errors),
+    )
+    assert code == 0
+    assert "1 enqueued, 5 invalid" in out
+    assert (
+        "line 2: trial: Must be true or false (or yes/no, 1/0) to add or remove tag trial." in err
+    )
+    assert (
+        "line 3: newsletter: Must be subscribed or unsubscribed (or true/false, yes/no, 1/0) "
+        "for list Newsletter." in err
+    )
+    assert "line 4: trial: Removes tag trial, which column tags adds." in err
+    assert f"line 5: tag {'x' * 256}: Tag name is longer than maximum length 255." in err
+    assert "line 6: account: Account name must not contain control characters." in err
+    assert emails(redis_client, key_prefix) == ["good@example.com"]
+    reported = [json.loads(line) for line in errors.read_text().splitlines()]
+    assert [entry["line"] for entry in reported] == [2, 3, 4, 5, 6]
+    assert reported[0]["errors"] == {
+        "trial": ["Must be true or false (or yes/no, 1/0) to add or remove tag trial."]
+    }
+
+
+def test_a_tags_cell_that_is_not_names_is_an_error_for_its_column():
+    """A JSONL tags cell that is neither text nor a list of strings is refused, keyed by its column."""
+    mapping = RowMapping(tags_column="labels")
+    for cell in ([1, 2], 7, {"a": True}):
+        with pytest.raises(InvalidContactEvent) as caught:
+            mapping.contact({"email": "a@example.com", "labels": cell})
+        assert caught.value.messages == {
+            "labels": ["Must be tag names: text separated by ',', or a list of strings."]
+        }
+
+
+def test_dry_run_shows_the_footprint_of_the_first_contact(capsys, tmp_path, monkeypatch):
+    """--dry-run with tag, list and account flags shows them in the first contact and connects to nothing."""
+    monkeypatch.setenv("CONTACT_SYNC_REDIS_URL", f"redis://127.0.0.1:{free_port()}/0")
+    path = footprint_csv(tmp_path / "crm.csv")
+    code, out, err = run(capsys, path, *FOOTPRINT_FLAGS, "--dry-run")
+    assert code == 0, err
+    assert "3 would enqueue" in out
+    first = json.loads(out.split("first contact: ", 1)[1].splitlines()[0])
+    assert (first["tags"], first["account"]) == (
+        {"vip": True, "Beta": True, "trial": True},
+        "Acme Inc",
+    )
+
+
+def test_start_line_resumes_with_the_footprint_flags(capsys, tmp_path, redis_client, key_prefix):
+    """--start-line with tag and list flags enqueues the later rows, mapped as in a whole run."""
+    path = footprint_csv(tmp_path / "crm.csv")
+    code, _, err = run(capsys, path, *FOOTPRINT_FLAGS, "--start-line", "2")
+    assert code == 0, err
+    assert [event["contact"] for event in events(redis_client, key_prefix)] == [
+        {
+            "email": "ann@example.com",
+            "tags": {"trial": False},
+            "lists": {"Newsletter": "unsubscribed", "3": "subscribed"},
+        },
+        {"email": "bob@example.com"},
+    ]
+
+
 def test_bad_rows_are_reported_by_line_while_good_rows_are_enqueued(
     capsys, tmp_path, redis_client, key_prefix
 ):
@@ -436,8 +634,19 @@ def test_redis_stopping_mid_import_then_resuming_enqueues_every_row(capsys, tmp_
         (["c.csv", "--map", "email=mail"], "unknown attribute email"),
         (["c.csv", "--map", "firstName"], "expected ATTRIBUTE=COLUMN"),
         (["c.csv", "--map", "phone=email", "--map", "phone=firstName"], "more than once"),
-        (["c.csv", "--field", "x=firstName"], "must be a positive integer"),
-        (["c.csv", "--field", "6=firstName", "--field", "06=email"], "only once"),
+        (["c.csv", "--field", "%bad x%=firstName"], "--field: %bad x%: Perstag must be"),
+        (["c.csv", "--field", "6=firstName", "--field", "06=email"], "6 and 06 are the same"),
+        (["c.csv", "--field", "Size=firstName", "--field", "size=email"], "only once"),
+        (["c.csv", "--tag", "trial"], "--tag: expected NAME=COLUMN"),
+        (["c.csv", "--tag", "VIP=firstName", "--tag", "vip=email"], "same tag"),
+        (["c.csv", "--tag", "trial=flag"], "no column 'flag'"),
+        (["c.csv", "--list", "0=firstName"], "--list: 0: List id must be a positive integer."),
+        (["c.csv", "--list", "News=firstName", "--list", "news=email"], "same list"),
+        (["c.csv", "--list", "News=optin"], "no column 'optin'"),
+        (["c.csv", "--tags-column", "labels"], "no column 'labels'"),
+        (["c.csv", "--tags-separator", ";"], "only means something with --tags-column"),
+        (["c.csv", "--tags-column", "email", "--tags-separator", ""], "must not be empty"),
+        (["c.csv", "--account-column", "org"], "no column 'org'"),
         (["c.csv", "--map", "lastName=surname"], "no column 'surname'"),
         (["c.csv", "--occurred-at-column", "updated"], "no column 'updated'"),
         (["c.csv", "--source", "s" * 256], "longer than 255"),

@@ -42,7 +42,7 @@ def resolver(redis_client: redis.Redis, key_prefix: str) -> Resolver:
     def fetch(kind: Kind) -> Iterable[Mapping[str, Any]]:
         return ITEMS[kind]
 
-    return Resolver(Catalog(redis_client, Keys(key_prefix), fetch=fetch))
+    return Resolver(Catalog(redis_client, Keys(key_prefix), fetch=fetch, memo_s=0))
 
 
 def test_references_resolve_to_ids_with_typed_values(resolver: Resolver) -> None:

@@ -10,7 +10,8 @@ so it starts fast and runs on any host that can reach Redis.
     dead_letters    `dead-letters ...`       enqueue    `enqueue`
     import_command  `import`                 emulator   `fake-activecampaign`
     importer        validate rows and write them in batches, resumably
-    import_source   check an import file and its flags; read CSV and JSONL rows
+    import_source   check an import file; read CSV and JSONL rows
+    import_flags    check the column flags of `import` and build the mapping
     import_mapping  turn a row's columns into contact attributes
     render          tables and text;         progress   what `import` shows while it runs
 """

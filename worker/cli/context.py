@@ -24,6 +24,7 @@ __all__ = [
     "error",
     "field_assignment",
     "json_option",
+    "list_subscription",
     "one_line",
     "pass_state",
 ]
@@ -79,11 +80,25 @@ def aware_datetime(text: str) -> dt.datetime:
 
 
 def field_assignment(text: str) -> tuple[str, str]:
-    """``ID=VALUE`` as ``(id, value)``; the value may itself hold ``=``."""
-    field_id, equals, value = text.partition("=")
-    if not equals or not field_id.strip():
-        raise ValueError(f"expected ID=VALUE, got {text!r}")
-    return field_id.strip(), value
+    """``REF=VALUE`` as ``(ref, value)``, REF an id, ``%PERSTAG%`` or title; the value may
+    itself hold ``=``, so a title cannot."""
+    ref, equals, value = text.partition("=")
+    if not equals or not ref.strip():
+        raise ValueError(f"expected REF=VALUE, got {text!r}")
+    return ref.strip(), value
+
+
+_LIST_STATUSES = ("subscribed", "unsubscribed")
+
+
+def list_subscription(text: str) -> tuple[str, str]:
+    """``REF=subscribed`` or ``REF=unsubscribed`` (any case) as ``(ref, status)``, REF a
+    list's id or name; split at the last ``=``, so a name may hold one."""
+    ref, equals, status = text.rpartition("=")
+    status = status.strip().lower()
+    if not equals or not ref.strip() or status not in _LIST_STATUSES:
+        raise ValueError(f"expected REF=subscribed or REF=unsubscribed, got {text!r}")
+    return ref.strip(), status
 
 
 def error(message: str) -> None:

@@ -20,7 +20,8 @@ from worker.cli.context import (
     json_option,
     pass_state,
 )
-from worker.cli.import_source import FORMATS, ImportUsageError, plan_import
+from worker.cli.import_flags import ColumnFlags, ImportUsageError
+from worker.cli.import_source import FORMATS, plan_import
 from worker.cli.importer import BatchWrite, run_import
 from worker.cli.progress import ImportConsole, Progress, summary_text
 
@@ -41,7 +42,32 @@ _EXIT_BY_OUTCOME = {"complete": EXIT_OK, "interrupted": EXIT_INTERRUPTED}
     metavar="ATTRIBUTE=COLUMN",
     help="firstName, lastName or phone from COLUMN (columns so named map themselves).",
 )
-@click.option("--field", "fields", multiple=True, metavar="ID=COLUMN", help="Custom field ID.")
+@click.option(
+    "--field",
+    "fields",
+    multiple=True,
+    metavar="REF=COLUMN",
+    help="Custom field by id, %PERSTAG% or title.",
+)
+@click.option(
+    "--tag",
+    "tags",
+    multiple=True,
+    metavar="NAME=COLUMN",
+    help="Tag NAME: true adds it, false removes it.",
+)
+@click.option("--tags-column", metavar="COLUMN", help="Tag names to add, separated by commas.")
+@click.option(
+    "--tags-separator", metavar="TEXT", help="Between names in --tags-column.  [default: ,]"
+)
+@click.option(
+    "--list",
+    "lists",
+    multiple=True,
+    metavar="REF=COLUMN",
+    help="List by id or name: subscribed or unsubscribed.",
+)
+@click.option("--account-column", metavar="COLUMN", help="The contact's company (account) name.")
 @click.option(
     "--occurred-at",
     type=aware_datetime,
@@ -76,6 +102,11 @@ def import_file(
     email_column: str | None,
     maps: tuple[str, ...],
     fields: tuple[str, ...],
+    tags: tuple[str, ...],
+    tags_column: str | None,
+    tags_separator: str | None,
+    lists: tuple[str, ...],
+    account_column: str | None,
     occurred_at: dt.datetime | None,
     occurred_at_column: str | None,
     source: str | None,
@@ -87,18 +118,22 @@ def import_file(
 ) -> int:
     """Validate every row of FILE and enqueue the valid ones in batches.
 
-    Line N: line N of a JSONL file, the N-th data row of a CSV file.
+    Line N: line N of a JSONL file, the N-th data row of a CSV file. An empty cell
+    leaves its attribute unchanged. --map, --field, --tag and --list repeat.
     """
     try:
-        plan = plan_import(
-            path,
-            fmt=fmt,
+        columns = ColumnFlags(
             email_column=email_column,
             maps=maps,
             fields=fields,
+            tags=tags,
+            tags_column=tags_column,
+            tags_separator=tags_separator,
+            lists=lists,
+            account_column=account_column,
             occurred_at_column=occurred_at_column,
-            source=source,
         )
+        plan = plan_import(path, fmt=fmt, columns=columns, source=source)
         errors = errors_file.open("w", encoding="utf-8") if errors_file else None
     except (ImportUsageError, OSError) as exc:
         raise click.UsageError(str(exc)) from None

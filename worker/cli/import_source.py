@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, cast
 
-from worker.cli.import_mapping import API_ATTRIBUTES, RowMapping
+from worker.cli.import_flags import ColumnFlags, ImportUsageError
+from worker.cli.import_mapping import RowMapping
 from worker.schema import MAX_TEXT
 
 __all__ = [
@@ -33,10 +34,6 @@ _EXTENSIONS: dict[str, Format] = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "
 # surrogates, which the schema rejects with a message for that row alone, instead of one
 # bad byte aborting the import.
 _ENCODING, _DECODE_ERRORS = "utf-8-sig", "surrogateescape"
-
-
-class ImportUsageError(ValueError):
-    """The file or the flags cannot work: nothing was imported. The message says why."""
 
 
 class UnreadableFile(ImportUsageError):
@@ -66,19 +63,14 @@ def plan_import(
     path: Path,
     *,
     fmt: str | None = None,
-    email_column: str | None = None,
-    maps: Sequence[str] = (),
-    fields: Sequence[str] = (),
-    occurred_at_column: str | None = None,
+    columns: ColumnFlags | None = None,
     source: str | None = None,
 ) -> ImportPlan:
     """Check the file and the column flags before anything is read or written.
 
-    ``maps`` holds ``attribute=column`` and ``fields`` holds ``id=column`` strings. For CSV,
-    columns named like API attributes (firstName, lastName, phone) map themselves, and
-    every column named by a flag must be in the header. A JSONL file without mapping
-    flags is read as API-shaped contacts. ``source`` defaults to ``import:<file name>``.
-    Raises ImportUsageError.
+    ``columns`` says which column holds what (ColumnFlags; default: the columns named
+    like API attributes). For CSV, every column named by a flag must be in the header.
+    ``source`` defaults to ``import:<file name>``. Raises ImportUsageError.
     """
     if not path.is_file():
         raise ImportUsageError(f"{path}: no such file")
@@ -91,28 +83,7 @@ def plan_import(
             )
     if fmt not in FORMATS:
         raise ImportUsageError(f"unknown format {fmt!r}; use csv or jsonl")
-    attributes = _assignments(maps, "--map", "ATTRIBUTE=COLUMN")
-    unknown = sorted(set(attributes) - set(API_ATTRIBUTES))
-    if unknown:
-        raise ImportUsageError(
-            f"--map: unknown attribute {', '.join(unknown)}; use {', '.join(API_ATTRIBUTES)} "
-            "(the email column is set with --email-column)"
-        )
-    field_columns = {
-        _field_id(field_id): column
-        for field_id, column in _assignments(fields, "--field", "ID=COLUMN").items()
-    }
-    if len(field_columns) < len(fields):
-        raise ImportUsageError("--field: each custom field id may be mapped only once")
-    required = (email_column or "email", *attributes.values(), *field_columns.values())
-    mapping = RowMapping(
-        email_column=email_column or "email",
-        attribute_columns={name: name for name in API_ATTRIBUTES} | attributes,
-        field_columns=field_columns,
-        occurred_at_column=occurred_at_column,
-        passthrough=fmt == "jsonl" and email_column is None and not maps and not fields,
-        required_columns=required + ((occurred_at_column,) if occurred_at_column else ()),
-    )
+    mapping = (columns or ColumnFlags()).mapping(fmt)
     source = f"import:{path.name}"[:MAX_TEXT] if source is None else source
     if len(source) > MAX_TEXT:  # else every row would fail with the same message
         raise ImportUsageError(f"--source: longer than {MAX_TEXT} characters")
@@ -153,9 +124,7 @@ class ImportPlan:
 
     def unused_columns(self) -> list[str]:
         """CSV columns that no flag maps: listed once, so that a typo does not go unseen."""
-        mapping = self.mapping
-        used = {mapping.email_column, mapping.occurred_at_column}
-        used |= {*mapping.attribute_columns.values(), *mapping.field_columns.values()}
+        used = {*self.mapping.attribute_columns.values(), *self.mapping.required_columns}
         return [name for name in self.header() if name not in used]
 
     def records(self) -> Iterator[Record]:
@@ -174,24 +143,6 @@ class ImportPlan:
                 lines, last = lines + chunk.count(b"\n"), chunk[-1:]
         lines += last != b"\n"
         return max(lines - 1, 0) if self.fmt == "csv" else lines
-
-
-def _assignments(texts: Sequence[str], flag: str, shape: str) -> dict[str, str]:
-    pairs: dict[str, str] = {}
-    for text in texts:
-        name, equals, column = text.partition("=")
-        if not equals or not name.strip() or not column:
-            raise ImportUsageError(f"{flag}: expected {shape}, got {text!r}")
-        if name.strip() in pairs:
-            raise ImportUsageError(f"{flag}: {name.strip()} is mapped more than once")
-        pairs[name.strip()] = column
-    return pairs
-
-
-def _field_id(text: str) -> str:
-    if not (text.isascii() and text.isdigit() and int(text) > 0):
-        raise ImportUsageError(f"--field: custom field id must be a positive integer, got {text!r}")
-    return str(int(text))
 
 
 def _read_csv(path: Path) -> Iterator[Record]:

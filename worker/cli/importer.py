@@ -40,7 +40,7 @@ BatchWrite = Callable[[Sequence[str]], None]
 def encode_record(
     record: Record, mapping: RowMapping, *, occurred_at: dt.datetime, source: str | None
 ) -> str:
-    """The v1 wire event for one record. Raises InvalidContactEvent with per-field messages.
+    """The wire event for one record. Raises InvalidContactEvent with per-field messages.
 
     ``occurred_at`` applies unless the mapping's occurred-at column has a value.
     """
@@ -51,22 +51,30 @@ def encode_record(
         moment = mapping.occurred_at(record.values, occurred_at)
         _, text = encode_event(contact, occurred_at=moment, source=source)
     except InvalidContactEvent as exc:
-        raise InvalidContactEvent(_name_field_errors(exc.messages, contact)) from None
+        raise InvalidContactEvent(_name_references(exc.messages, contact)) from None
     return text
 
 
-def _name_field_errors(messages: Any, contact: Mapping[str, Any]) -> Any:
-    """Messages with ``fieldValues.<index>`` renamed ``field <id>``: a row has no index."""
-    items = contact.get("fieldValues")
-    if not isinstance(messages, dict) or not isinstance(messages.get("fieldValues"), dict):
+def _name_references(messages: Any, contact: Mapping[str, Any]) -> Any:
+    """Messages keyed ``field <ref>``, ``tag <name>`` and ``list <ref>`` instead of
+    ``fieldValues.<index>``, ``tags.<name>`` and ``lists.<ref>``: a row has no index, and
+    one short key per reference reads best on a line of its own."""
+    if not isinstance(messages, dict):
         return messages
-    renamed = {key: value for key, value in messages.items() if key != "fieldValues"}
-    for index, detail in messages["fieldValues"].items():
-        item = items[index] if isinstance(items, list) and isinstance(index, int) else None
-        if isinstance(item, Mapping) and isinstance(item.get("field"), str | int):
-            renamed[f"field {item['field']}"] = detail
-        else:
-            renamed.setdefault("fieldValues", {})[index] = detail
+    renamed = dict(messages)
+    items = contact.get("fieldValues")
+    if isinstance(messages.get("fieldValues"), dict):
+        del renamed["fieldValues"]
+        for index, detail in messages["fieldValues"].items():
+            item = items[index] if isinstance(items, list) and isinstance(index, int) else None
+            if isinstance(item, Mapping) and isinstance(item.get("field"), str | int):
+                renamed[f"field {item['field']}"] = detail
+            else:
+                renamed.setdefault("fieldValues", {})[index] = detail
+    for key, noun in (("tags", "tag"), ("lists", "list")):
+        if isinstance(messages.get(key), dict):
+            del renamed[key]
+            renamed |= {f"{noun} {ref}": detail for ref, detail in messages[key].items()}
     return renamed
 
 

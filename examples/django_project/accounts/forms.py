@@ -8,4 +8,4 @@ from accounts.models import Customer
 class CustomerForm(forms.ModelForm):
     class Meta:
         model = Customer
-        fields = ["email", "first_name", "last_name", "birthday"]
+        fields = ["email", "first_name", "last_name", "birthday", "company", "wants_newsletter"]

@@ -14,7 +14,8 @@ from accounts.forms import CustomerForm
 @csrf_exempt
 @require_POST
 def create_customer(request: HttpRequest) -> JsonResponse:
-    """POST /customers/ with form fields email, first_name, last_name, birthday (YYYY-MM-DD)."""
+    """POST /customers/ with form fields email, first_name, last_name, birthday (YYYY-MM-DD),
+    company, and wants_newsletter (a checkbox: present means ticked)."""
     form = CustomerForm(request.POST)
     if not form.is_valid():
         return JsonResponse({"errors": form.errors.get_json_data()}, status=400)
