@@ -197,6 +197,7 @@ def _deferred(attempt: _Attempt, retry_in_s: float, *, waited_s: float) -> SyncO
             "waited_s": round(waited_s, 3),
             "retry_in_s": round(retry_in_s, 3),
             "confirmed": sorted(attempt.progress.confirmed),
+            "requests": dict(attempt.progress.requests),
         },
     )
 
@@ -251,6 +252,8 @@ def _failed(attempt: _Attempt, error: ApiError, elapsed_s: float) -> SyncOutcome
     }
     if attempt.progress.confirmed:
         details["confirmed"] = sorted(attempt.progress.confirmed)
+    if attempt.progress.requests:
+        details["requests"] = dict(attempt.progress.requests)
     if plan.dead_reason is not None:
         attempt.finish(
             "dead", reason=plan.dead_reason, status=details["status"], errors=details["errors"]
