@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from ops.bench import chart, figures
+from ops.bench.footprint import footprint_figure
 from ops.bench.procs import REPO, Emulator, PrivateRedis
 from ops.bench.stats import Figure, format_table
 from ops.bench.workload import generate
@@ -48,6 +49,7 @@ class Scale:
     debounce_s: float
     idle_samples: int
     naive_cap_s: float
+    footprint_contacts: int
 
 
 # 50 requests/s, not the real 5: drains finish in minutes, and the budget ratios stay
@@ -56,12 +58,12 @@ class Scale:
 FULL = Scale(rate=50, producer_calls=20_000, send_many_batch=50_000, naive_publish_calls=5_000,
              memory_contacts=5_000, ingest_events=50_000, naive_ingest_events=6_000,
              workload_events=50_000, workload_emails=5_000, debounce_s=10, idle_samples=60,
-             naive_cap_s=300)  # fmt: skip
+             naive_cap_s=300, footprint_contacts=200)  # fmt: skip
 # Under 2 minutes on a 2-core machine: fewer events, and the naive run cut short.
 QUICK = Scale(rate=50, producer_calls=3_000, send_many_batch=10_000, naive_publish_calls=1_000,
               memory_contacts=1_000, ingest_events=10_000, naive_ingest_events=1_500,
               workload_events=5_000, workload_emails=500, debounce_s=2, idle_samples=15,
-              naive_cap_s=15)  # fmt: skip
+              naive_cap_s=15, footprint_contacts=50)  # fmt: skip
 
 
 def machine(redis_version: str) -> dict[str, Any]:
@@ -91,7 +93,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", type=Path, default=REPO / "bench-results.json")
     parser.add_argument("--chart", type=Path, help="PNG path (default docs/perf/bench-MODE.png)")
     parser.add_argument("--log-dir", type=Path, help="keep worker and emulator logs here")
-    parser.add_argument("--only", help="comma-separated: producer,memory,ingest,workload")
+    parser.add_argument("--only", help="comma-separated: producer,memory,ingest,workload,footprint")
     parser.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
     return parser
 
@@ -102,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     overrides = {k: v for k, v in (("rate", args.rate), ("naive_cap_s", args.naive_cap_s)) if v}
     scale = Scale(**{**scale.__dict__, **overrides})
     mode = "quick" if args.quick else "full"
-    groups = set((args.only or "producer,memory,ingest,workload").split(","))
+    groups = set((args.only or "producer,memory,ingest,workload,footprint").split(","))
     chart_path = args.chart or REPO / "docs" / "perf" / f"bench-{mode}.png"
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="contact-sync-bench-") as scratch:
@@ -181,6 +183,10 @@ def run_figures(
         step(f"the same workload through the naive tasks (cap {scale.naive_cap_s:g} s)")
         found, raw["naive"] = figures.naive_workload(env, workload, cap_s=scale.naive_cap_s)
         rows += found
+    if "footprint" in groups:
+        step(f"requests per change with tags, a list and a field by perstag: "
+             f"{scale.footprint_contacts} changes, ours and RudderStack's pattern")  # fmt: skip
+        rows.append(footprint_figure(env, contacts=scale.footprint_contacts))
     return rows, raw
 
 
