@@ -29,7 +29,7 @@ from worker.field_values import FieldDefinition
 from worker.keys import Keys
 from worker.redis_client import text
 
-__all__ = ["KINDS", "Catalog", "CatalogUnavailable", "Kind"]
+__all__ = ["KINDS", "Catalog", "CatalogUnavailable", "Kind", "is_id"]
 
 # After a failed read, misses fail fast for this long instead of asking the API each time.
 _RETRY_AFTER_FAILURE_MS = 5000
@@ -79,7 +79,7 @@ class Catalog:
     def field(self, ref: str) -> FieldDefinition | None:
         """The field a reference names: an id, ``%PERSTAG%`` or a title; None if unknown."""
         ref = ref.strip()
-        if _is_id(ref):
+        if is_id(ref):
             index = f"id:{int(ref)}"
         elif len(ref) > 2 and ref.startswith("%") and ref.endswith("%"):
             index = f"perstag:{ref[1:-1].casefold()}"
@@ -91,7 +91,7 @@ class Catalog:
     def list_id(self, ref: str) -> str | None:
         """A list's id from its id or its name; None if unknown."""
         ref = ref.strip()
-        if _is_id(ref):
+        if is_id(ref):
             return str(int(ref)) if self._lookup("lists", f"id:{int(ref)}") is not None else None
         return self._lookup("lists", f"name:{ref.casefold()}")
 
@@ -163,7 +163,8 @@ class Catalog:
         return None if value is None else text(value)
 
 
-def _is_id(ref: str) -> bool:
+def is_id(ref: str) -> bool:
+    """True for a reference that is an id (ASCII digits)."""
     # ASCII only, as the schema reads ids: "٣" is a title there, so it is one here too.
     return ref.isascii() and ref.isdigit()
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
-from worker.catalog import Catalog, CatalogUnavailable
+from worker.catalog import Catalog, CatalogUnavailable, is_id
 from worker.field_values import InvalidFieldValue, format_value
 from worker.schema import ContactEvent
 
@@ -64,7 +64,7 @@ class Resolver:
                 try:
                     definition = self.catalog.field(name[6:])
                 except CatalogUnavailable:
-                    if not _is_id(name[6:]):
+                    if not is_id(name[6:]):
                         raise Unresolvable(name) from None
                     # An id needs no catalog to be merged: sent as written, as v1 always was.
                     attributes[name] = value
@@ -83,7 +83,7 @@ class Resolver:
                 try:
                     list_id = self.catalog.list_id(name[5:])
                 except CatalogUnavailable:
-                    if not _is_id(name[5:]):
+                    if not is_id(name[5:]):
                         raise Unresolvable(name) from None
                     list_id = name[5:]
                 if list_id is None:
@@ -98,7 +98,3 @@ class Resolver:
         if attributes == event.attributes and not rejected:
             return Resolved(event)
         return Resolved(dataclasses.replace(event, attributes=attributes), rejected)
-
-
-def _is_id(ref: str) -> bool:
-    return ref.isascii() and ref.isdigit()
