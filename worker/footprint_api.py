@@ -7,6 +7,7 @@ answers "not found" for something already gone, the method says so instead of ra
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from worker.client import ActiveCampaignClient
@@ -120,7 +121,7 @@ def _id(body: Any, key: str) -> str:
     return str(item["id"])
 
 
-def _unless_gone(request: Any) -> None:
+def _unless_gone(request: Callable[[], object]) -> None:
     try:
         request()
     except ApiConfigError as error:

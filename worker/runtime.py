@@ -24,7 +24,7 @@ from worker.resolve import Resolver
 from worker.settings import Settings
 from worker.store import MergeStore
 
-__all__ = ["Runtime", "get_runtime"]
+__all__ = ["Runtime", "get_runtime", "limited_fetch"]
 
 
 @dataclass(frozen=True)
@@ -66,7 +66,7 @@ def _build(settings: Settings) -> Runtime:
     )
     # A catalog read waits at most a pump window per page: it may run inside the pump.
     catalog = Catalog(
-        client, keys, fetch=_limited_fetch(api, limiter, max_wait_s=settings.pump_window_s)
+        client, keys, fetch=limited_fetch(api, limiter, max_wait_s=settings.pump_window_s)
     )
     return Runtime(
         settings=settings,
@@ -87,7 +87,7 @@ def _build(settings: Settings) -> Runtime:
     )
 
 
-def _limited_fetch(
+def limited_fetch(
     api: ActiveCampaignClient, limiter: RateLimiter, *, max_wait_s: float
 ) -> Callable[[Kind], Iterator[dict[str, Any]]]:
     """Catalog pages read through the shared rate limiter, like every other request."""

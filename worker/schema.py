@@ -46,7 +46,6 @@ from worker.errors import InvalidContactEvent
 __all__ = [
     "MAX_EVENT_BYTES",
     "ContactEvent",
-    "attributes_to_contact",
     "attributes_to_event_contact",
     "decode_event",
     "encode_event",
@@ -784,8 +783,3 @@ def sync_contact_body(email: str, attributes: Iterable[tuple[str, str]]) -> dict
         if name != ACCOUNT and not name.startswith((TAG_PREFIX, LIST_PREFIX))
     ]
     return attributes_to_event_contact(email, own)
-
-
-# The name worker/sync.py and ops/bench/naive_app.py still import; new code should say
-# which of the two contacts it builds.
-attributes_to_contact = sync_contact_body

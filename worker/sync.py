@@ -21,7 +21,7 @@ from worker.errors import ApiError, ApiStatusError, RateLimited
 from worker.footprint import Footprint, Progress, is_footprint
 from worker.footprint_api import FootprintApi
 from worker.ratelimit import RateLimiter
-from worker.schema import attributes_to_contact
+from worker.schema import sync_contact_body
 from worker.settings import Settings
 from worker.store import Begun, MergeStore
 
@@ -147,7 +147,7 @@ def sync_contact(
             # The slot taken above; for a footprint-only change of an unknown contact, a
             # sync with the email alone finds or creates it and tells us its id.
             body = {name: value for name, value in core.items() if name != "email"}
-            result = client.sync_contact(attributes_to_contact(email, body.items()))
+            result = client.sync_contact(sync_contact_body(email, body.items()))
             attempt.progress.requests["contact_sync"] += 1
             attempt.progress.confirmed += list(core)
             attempt.progress.contact_id = result.contact_id or attempt.progress.contact_id

@@ -23,7 +23,7 @@ import redis
 import requests
 from celery import Celery, Task, signals
 
-from worker.schema import attributes_to_contact, decode_event
+from worker.schema import decode_event, sync_contact_body
 
 __all__ = ["MAX_RETRIES", "app", "done_key", "gave_up_key", "ready_key", "sync_event"]
 
@@ -94,7 +94,7 @@ def sync_event(self: Task, event_text: str, post: bool = True) -> None:
         try:
             response = session.post(
                 f"{API_URL}/api/3/contact/sync",
-                json={"contact": attributes_to_contact(event.email, event.attributes.items())},
+                json={"contact": sync_contact_body(event.email, event.attributes.items())},
                 headers={"Api-Token": API_TOKEN},
                 timeout=10,
             )

@@ -20,6 +20,7 @@ from worker.catalog import Catalog
 from worker.client import ActiveCampaignClient
 from worker.keys import Keys
 from worker.ratelimit import RateLimiter
+from worker.runtime import limited_fetch
 from worker.schema import ContactEvent
 from worker.settings import Secret, Settings
 from worker.store import MergeStore
@@ -40,11 +41,7 @@ class Rig:
         self.limiter = RateLimiter(redis_conn, keys, rate_per_s=5)
         self.client = ActiveCampaignClient(emulator.url, Secret(TOKEN), timeout_s=5)
         self.catalog = Catalog(
-            redis_conn,
-            keys,
-            fetch=lambda kind: self.client.catalog(
-                kind, before_request=lambda: self.limiter.acquire(max_wait_s=10)
-            ),
+            redis_conn, keys, fetch=limited_fetch(self.client, self.limiter, max_wait_s=10)
         )
 
     def change(self, at_s: float, **attributes: str) -> SyncOutcome:

@@ -15,7 +15,6 @@ from worker.errors import InvalidContactEvent
 from worker.schema import (
     MAX_EVENT_BYTES,
     ContactEvent,
-    attributes_to_contact,
     attributes_to_event_contact,
     contact_to_attributes,
     decode_event,
@@ -79,7 +78,7 @@ def test_valid_event_round_trips() -> None:
             "field:6": "2008-01-20",
         },
     )
-    assert attributes_to_contact(event.email, event.attributes.items()) == {
+    assert sync_contact_body(event.email, event.attributes.items()) == {
         "email": "jondoe@example.com",
         "firstName": "John",
         "lastName": "Doe",
@@ -892,11 +891,6 @@ def test_sync_body_leaves_out_tags_lists_and_account() -> None:
     assert sync_contact_body("jon@example.com", [("tag:Trial", "1"), ("account", "")]) == {
         "email": "jon@example.com"
     }
-
-
-def test_attributes_to_contact_is_the_sync_body() -> None:
-    """The older name, still used by worker/sync.py, builds the /contact/sync body."""
-    assert attributes_to_contact is sync_contact_body
 
 
 tag_names = st.text(
