@@ -23,6 +23,7 @@ from worker.client import ActiveCampaignClient
 from worker.keys import Keys
 from worker.ratelimit import RateLimiter
 from worker.resolve import Resolver
+from worker.runtime import limited_fetch
 from worker.schema import ContactEvent
 from worker.settings import Secret, Settings
 from worker.store import MergeStore
@@ -73,11 +74,7 @@ def _ours(env: Any, admin: EmulatorClient, contacts: int) -> None:
     )
     limiter = RateLimiter(client, keys, rate_per_s=env.rate)
     api = ActiveCampaignClient(env.emulator.url, Secret(env.token), timeout_s=10)
-    catalog = Catalog(
-        client,
-        keys,
-        fetch=lambda kind: api.catalog(kind, before_request=lambda: limiter.acquire(max_wait_s=30)),
-    )
+    catalog = Catalog(client, keys, fetch=limited_fetch(api, limiter, max_wait_s=30))
     store = MergeStore(client, keys)
     store.ensure_group()
     resolver = Resolver(catalog)
