@@ -32,11 +32,13 @@ def is_footprint(name: str) -> bool:
 
 @dataclass(slots=True)
 class Progress:
-    """What an attempt achieved so far: confirmed attribute names and requests by kind."""
+    """What an attempt achieved so far: confirmed attribute names, requests by kind, and
+    each footprint attribute's outcome for the log (``tag:trial`` -> ``added``)."""
 
     contact_id: str | None
     confirmed: list[str] = field(default_factory=list)
     requests: Counter[str] = field(default_factory=Counter)
+    steps: dict[str, str] = field(default_factory=dict)
 
 
 class Footprint:
@@ -61,40 +63,50 @@ class Footprint:
             raise ValueError("the contact's id is needed before its tags, lists or account")
         self._contact_tags = None
         for name in sorted(attributes):
-            value = attributes[name]
-            if name.startswith("tag:"):
-                self._tag(
-                    contact_id, value[1:] or name[4:], add=value[:1] == "1", progress=progress
-                )
-            elif name.startswith("list:"):
-                self._request("contactLists", progress)
-                self.api.set_list_status(contact_id, name[5:], value)
-            elif name == "account":
-                self._account(contact_id, value, progress)
+            try:
+                progress.steps[name] = self._send_one(contact_id, name, attributes[name], progress)
+            except Exception:
+                progress.steps[name] = "failed"
+                raise
             progress.confirmed.append(name)
+
+    def _send_one(self, contact_id: str, name: str, value: str, progress: Progress) -> str:
+        """Send one attribute; return its outcome as the log shows it."""
+        if name.startswith("tag:"):
+            add = value[:1] == "1"
+            return self._tag(contact_id, value[1:] or name[4:], add=add, progress=progress)
+        if name.startswith("list:"):
+            self._request("contactLists", progress)
+            self.api.set_list_status(contact_id, name[5:], value)
+            return "subscribed" if value == "1" else "unsubscribed"
+        if name == "account":
+            return self._account(contact_id, value, progress)
+        raise ValueError(f"not a footprint attribute: {name!r}")
 
     def _request(self, kind: str, progress: Progress) -> None:
         self._take_slot(kind)
         progress.requests[kind] += 1
 
-    def _tag(self, contact_id: str, name: str, *, add: bool, progress: Progress) -> None:
+    def _tag(self, contact_id: str, name: str, *, add: bool, progress: Progress) -> str:
         if add:
             tag_id = self._find_or_create("tags", name, progress)
             self._request("contactTags", progress)
             self.api.add_tag(contact_id, tag_id)
-            return
+            return "added"
         known_id = self.catalog.tag_id(name)
         if known_id is None:
-            return  # no such tag in the account: the contact cannot have it
+            return "absent"  # no such tag in the account: the contact cannot have it
         if self._contact_tags is None:
             self._request("contactTags", progress)
             self._contact_tags = self.api.contact_tags(contact_id)
         link = self._contact_tags.get(known_id)
-        if link is not None:  # absent: ActiveCampaign never had it, nothing to send
-            self._request("contactTags", progress)
-            self.api.remove_tag(link)
+        if link is None:  # ActiveCampaign never had it: nothing to send
+            return "absent"
+        self._request("contactTags", progress)
+        self.api.remove_tag(link)
+        return "removed"
 
-    def _account(self, contact_id: str, name: str, progress: Progress) -> None:
+    def _account(self, contact_id: str, name: str, progress: Progress) -> str:
         self._request("accountContacts", progress)
         links = self.api.account_links(contact_id)
         wanted = self._find_or_create("accounts", name, progress) if name else None
@@ -103,9 +115,13 @@ class Footprint:
             if account_id != wanted:
                 self._request("accountContacts", progress)
                 self.api.unlink_account(link_id)
-        if wanted is not None and wanted not in links.values():
-            self._request("accountContacts", progress)
-            self.api.link_account(contact_id, wanted)
+        if wanted is None:
+            return "unlinked"
+        if wanted in links.values():
+            return "already_linked"
+        self._request("accountContacts", progress)
+        self.api.link_account(contact_id, wanted)
+        return "linked"
 
     def _find_or_create(self, kind: str, name: str, progress: Progress) -> str:
         """A tag's or account's id: from the catalog, or created. A create refused because

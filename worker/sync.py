@@ -197,7 +197,7 @@ def _deferred(attempt: _Attempt, retry_in_s: float, *, waited_s: float) -> SyncO
             "waited_s": round(waited_s, 3),
             "retry_in_s": round(retry_in_s, 3),
             "confirmed": sorted(attempt.progress.confirmed),
-            "requests": dict(attempt.progress.requests),
+            **_progress_fields(attempt.progress),
         },
     )
 
@@ -212,7 +212,7 @@ def _succeeded(attempt: _Attempt, result: Any) -> SyncOutcome:
         **attempt.common,
         "contact_id": attempt.progress.contact_id,
         "action": action,
-        "requests": dict(attempt.progress.requests),
+        **_progress_fields(attempt.progress),
     }
     if result is not None:
         fields["status"] = result.status
@@ -223,6 +223,14 @@ def _succeeded(attempt: _Attempt, result: Any) -> SyncOutcome:
             "contact.synced", "warning", {**fields, "note": "lease expired during the request"}
         )
     return SyncOutcome("contact.synced", fields=fields)
+
+
+def _progress_fields(progress: Progress) -> dict[str, Any]:
+    """Requests by kind, and each tag's, list's and account's outcome, for the log line."""
+    fields: dict[str, Any] = {"requests": dict(progress.requests)}
+    if progress.steps:
+        fields["steps"] = dict(progress.steps)
+    return fields
 
 
 def _failed(attempt: _Attempt, error: ApiError, elapsed_s: float) -> SyncOutcome:
@@ -252,8 +260,7 @@ def _failed(attempt: _Attempt, error: ApiError, elapsed_s: float) -> SyncOutcome
     }
     if attempt.progress.confirmed:
         details["confirmed"] = sorted(attempt.progress.confirmed)
-    if attempt.progress.requests:
-        details["requests"] = dict(attempt.progress.requests)
+    details.update(_progress_fields(attempt.progress))
     if plan.dead_reason is not None:
         attempt.finish(
             "dead", reason=plan.dead_reason, status=details["status"], errors=details["errors"]

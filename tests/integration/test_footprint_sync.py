@@ -106,6 +106,12 @@ def test_first_change_creates_the_contact_then_its_tags_list_and_company(
         "Acme Inc",
     )
     assert outcome.fields["requests"]["contact_sync"] == 1
+    # The log line says what each step did, not only that the contact synced.
+    assert outcome.fields["steps"] == {
+        "account": "linked",
+        f"list:{list_id}": "subscribed",
+        "tag:trial": "added",
+    }
     assert rig.change(1, firstName="Jon", **{"tag:trial": "1trial"}).event == "contact.unchanged"
 
 
@@ -121,6 +127,7 @@ def test_a_tags_only_change_of_a_known_contact_makes_no_contact_sync(
     paths = sync_paths(emulator_admin)[before:]
     assert "POST /api/3/contact/sync" not in paths
     assert emulator_admin.contact(EMAIL)["tags"] == ["VIP"]
+    assert outcome.fields["steps"] == {"tag:trial": "removed", "tag:vip": "added"}
 
 
 def test_moving_company_leaves_exactly_one_link_and_empty_unlinks(

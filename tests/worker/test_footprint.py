@@ -100,6 +100,12 @@ def test_every_request_takes_a_slot_and_every_attribute_is_confirmed() -> None:
     assert ("remove_tag", ("ct1",)) in api.calls
     assert ("unlink_account", ("link-old",)) in api.calls
     assert ("link_account", ("42", "a-new")) in api.calls
+    assert progress.steps == {
+        "account": "linked",
+        "list:3": "subscribed",
+        "tag:old": "removed",
+        "tag:vip": "added",
+    }
 
 
 def test_a_create_refused_because_the_name_exists_looks_it_up() -> None:
@@ -129,6 +135,7 @@ def test_a_failure_part_way_keeps_what_was_confirmed() -> None:
             {"list:3": "1", "tag:vip": "1VIP"}, progress
         )
     assert progress.confirmed == ["list:3"]
+    assert progress.steps == {"list:3": "subscribed", "tag:vip": "failed"}
 
 
 def test_removing_a_tag_the_account_does_not_have_costs_no_request() -> None:
@@ -136,3 +143,4 @@ def test_removing_a_tag_the_account_does_not_have_costs_no_request() -> None:
     api = FakeApi()
     progress, slots = send(api, FakeCatalog(), {"tag:ghost": "0Ghost"})
     assert (progress.confirmed, api.calls, slots) == (["tag:ghost"], [], [])
+    assert progress.steps == {"tag:ghost": "absent"}
