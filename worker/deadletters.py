@@ -24,9 +24,10 @@ from typing import Any
 import redis
 
 from worker.errors import InvalidContactEvent
+from worker.event import attributes_to_event_contact
 from worker.keys import Keys
 from worker.redis_client import text as _text
-from worker.schema import attributes_to_event_contact, encode_event
+from worker.schema import encode_event
 
 __all__ = ["PAGE_SIZE", "DeadLetter", "DeadLetters"]
 

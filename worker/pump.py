@@ -16,9 +16,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from worker.errors import ApiError, InvalidContactEvent
+from worker.event import ContactEvent
 from worker.pump_lock import PumpLock
 from worker.resolve import Resolved, Unresolvable
-from worker.schema import ContactEvent, decode_event, event_id_of
+from worker.schema import decode_event, event_id_of
 from worker.settings import Settings
 from worker.stamp import order_key
 from worker.store import Claim, InvalidEntry, MergeStore, RejectedAttributes

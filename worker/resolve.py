@@ -23,8 +23,8 @@ import dataclasses
 from dataclasses import dataclass, field
 
 from worker.catalog import Catalog, CatalogUnavailable, is_id
+from worker.event import ContactEvent
 from worker.field_values import InvalidFieldValue, format_value
-from worker.schema import ContactEvent
 
 __all__ = ["Rejected", "Resolved", "Resolver", "Unresolvable"]
 

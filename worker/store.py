@@ -14,9 +14,9 @@ from typing import Any, Literal
 import redis
 
 from worker._lua import load_script
+from worker.event import ContactEvent
 from worker.keys import CONSUMER_GROUP, Keys
 from worker.redis_client import text as _text
-from worker.schema import ContactEvent
 from worker.stamp import stamp
 
 __all__ = [

@@ -1,4 +1,4 @@
-"""worker.schema's fast paths: whenever they answer, they answer as the schemas do (v2 and v1)."""
+"""worker.fast_path, the schema's fast paths: whenever they answer, they answer as the schemas do (v2 and v1)."""
 
 from __future__ import annotations
 
@@ -12,12 +12,11 @@ from hypothesis import strategies as st
 from marshmallow import ValidationError
 
 from worker.errors import InvalidContactEvent
+from worker.fast_path import plain_contact, plain_event
 from worker.schema import (
     ContactSchema,
     ContactSchemaV1,
     EventSchema,
-    _plain_contact,
-    _plain_event,
     decode_event,
     normalize_contact,
 )
@@ -190,7 +189,7 @@ def schema_result(contact: Any, *, version: int = 2) -> dict[str, Any] | None:
 @given(st.one_of(contacts, near_valid, near_valid_v2))
 def test_fast_path_agrees_with_the_schema(contact: dict[str, Any]) -> None:
     """Whenever the fast path returns a contact, the schema accepts it and returns the same, in the same key order."""
-    plain = _plain_contact(contact)
+    plain = plain_contact(contact)
     if plain is not None:
         assert json.dumps(plain) == json.dumps(schema_result(contact))
 
@@ -199,7 +198,7 @@ def test_fast_path_agrees_with_the_schema(contact: dict[str, Any]) -> None:
 @given(st.one_of(contacts, near_valid, near_valid_v2))
 def test_v1_fast_path_agrees_with_the_v1_schema(contact: dict[str, Any]) -> None:
     """With version=1 the fast path answers only what the v1 schema accepts, with its result."""
-    plain = _plain_contact(contact, version=1)
+    plain = plain_contact(contact, version=1)
     if plain is not None:
         assert json.dumps(plain) == json.dumps(schema_result(contact, version=1))
 
@@ -222,7 +221,7 @@ def test_v1_fast_path_agrees_with_the_v1_schema(contact: dict[str, Any]) -> None
 )  # fmt: skip
 def test_plain_contacts_take_the_fast_path(contact: dict[str, Any]) -> None:
     """Typical valid v1 and v2 contacts are answered by the fast path, with the schema's result."""
-    plain = _plain_contact(contact)
+    plain = plain_contact(contact)
     assert plain is not None
     assert json.dumps(plain) == json.dumps(schema_result(contact))
     assert normalize_contact(contact) == plain
@@ -234,7 +233,7 @@ def test_datetime_values_are_formatted_by_the_schema_alone() -> None:
         2026, 11, 29, 13, 5, 7, 654_321, tzinfo=dt.timezone(dt.timedelta(hours=-5))
     )
     contact = {"email": "a@example.com", "fieldValues": [{"field": 9, "value": moment}]}
-    assert _plain_contact(contact) is None
+    assert plain_contact(contact) is None
     assert normalize_contact(contact)["fieldValues"] == [
         {"field": "9", "value": "2026-11-29T13:05:07-05:00"}
     ]
@@ -256,14 +255,14 @@ def test_datetime_values_are_formatted_by_the_schema_alone() -> None:
 )  # fmt: skip
 def test_unusual_contacts_go_to_the_schema(contact: dict[str, Any]) -> None:
     """Duplicates (ignoring case), tuples, deprecated keys, nulls and bad tag values are left to the schema."""
-    assert _plain_contact(contact) is None
+    assert plain_contact(contact) is None
 
 
 def test_padded_v1_ids_go_to_the_schema() -> None:
     """A v1 id with white space is left to the v1 schema (which trims it); v2 trims it on the fast path."""
     contact = {"email": "a@example.com", "fieldValues": [{"field": " 7", "value": "a"}]}
-    assert _plain_contact(contact, version=1) is None
-    assert _plain_contact(contact) == schema_result(contact, version=1) == schema_result(contact)
+    assert plain_contact(contact, version=1) is None
+    assert plain_contact(contact) == schema_result(contact, version=1) == schema_result(contact)
 
 
 @pytest.mark.parametrize(
@@ -278,9 +277,9 @@ def test_padded_v1_ids_go_to_the_schema() -> None:
 )  # fmt: skip
 def test_v2_shapes_take_no_v1_fast_path(contact: dict[str, Any]) -> None:
     """For a v1 event, perstags, titles, tags, lists and account are left to the v1 schema, which rejects them."""
-    assert _plain_contact(contact, version=1) is None
+    assert plain_contact(contact, version=1) is None
     assert schema_result(contact, version=1) is None
-    assert _plain_contact(contact) is not None
+    assert plain_contact(contact) is not None
 
 
 events = st.fixed_dictionaries(
@@ -326,7 +325,7 @@ near_valid_events = st.fixed_dictionaries(
 @given(st.one_of(events, near_valid_events))
 def test_event_fast_path_agrees_with_the_schema(document: dict[str, Any]) -> None:
     """Whenever the event fast path answers, the event schema accepts the document with the same values."""
-    plain = _plain_event(document)
+    plain = plain_event(document)
     if plain is None:
         return
     loaded = _EVENT_SCHEMA.load(document)

@@ -15,7 +15,7 @@ from typing import Any, Literal, cast
 
 from worker.cli.import_flags import ColumnFlags, ImportUsageError
 from worker.cli.import_mapping import RowMapping
-from worker.schema import MAX_TEXT
+from worker.references import MAX_TEXT
 
 __all__ = [
     "FORMATS",
