@@ -11,7 +11,10 @@ endpoint groups `contacts_api`, `fields_api`, `tags_api`, `lists_api`, `accounts
 (the account: `store` contacts, `fields`, `catalogs` of tags/lists/accounts, `links`),
 `values` (field value forms), `subjects` (which contact a request is about), `admin`,
 `admin_catalogs` and `inspection` (/_emulator/), `ratelimit`, `faults`, `traffic` (request
-log and stats), `auth` (the token), `client`, `cli`. README.md lists the endpoints and
+log and stats), `auth` (the token), `client`, `cli`. Bulk import: `bulk_api` (the two
+endpoints), `bulk_input` (body checks), `bulk_limits` (per-minute windows), `bulk_state`
+(batches), `bulk_runner` (asynchronous processing), `bulk_apply` (one contact),
+`bulk_settings` and `admin_bulk` (speed, faults, inspection). README.md lists the endpoints and
 which behaviours are assumptions.
 """
 

@@ -1,7 +1,8 @@
 """The admin API under /_emulator/: what tests read, define and how they inject faults.
 
 No token is needed here, and nothing here echoes the API token back. The catalog routes
-(fields, tags, lists, accounts) are in admin_catalogs.py.
+(fields, tags, lists, accounts) are in admin_catalogs.py, the bulk import ones in
+admin_bulk.py.
 """
 
 from __future__ import annotations
@@ -10,8 +11,10 @@ from collections.abc import Callable
 from urllib.parse import unquote
 
 from fake_activecampaign import bodies
+from fake_activecampaign.admin_bulk import AdminBulk
 from fake_activecampaign.admin_catalogs import AdminCatalogs
 from fake_activecampaign.auth import ApiToken
+from fake_activecampaign.bulk_runner import BulkImport
 from fake_activecampaign.exchange import Reply, Request
 from fake_activecampaign.faults import FaultConfigError, Faults
 from fake_activecampaign.inspection import contact_view
@@ -39,6 +42,11 @@ ADMIN_ROUTES = (
     "POST /_emulator/lists",
     "GET /_emulator/accounts",
     "POST /_emulator/accounts",
+    "GET /_emulator/bulk",
+    "POST /_emulator/bulk",
+    "GET /_emulator/bulk/stats",
+    "GET /_emulator/bulk/batches",
+    "GET /_emulator/bulk/batches/<batchId>",
 )
 _CONTACT_PREFIX = f"{ADMIN_PREFIX}/contacts/"
 
@@ -58,6 +66,7 @@ class Admin:
         window: ArrivalWindow,
         faults: Faults,
         token: ApiToken,
+        bulk: BulkImport,
         reset: Callable[[], None],
     ) -> None:
         self._state = state
@@ -66,6 +75,7 @@ class Admin:
         self._faults = faults
         self._token = token
         self._reset = reset
+        self._bulk = AdminBulk(bulk=bulk, prefix=ADMIN_PREFIX)
         self._routes: dict[tuple[str, str], Callable[[Request], Reply]] = {
             ("GET", f"{ADMIN_PREFIX}/contacts"): self._contacts,
             ("GET", f"{ADMIN_PREFIX}/stats"): self._stats,
@@ -75,6 +85,7 @@ class Admin:
             ("POST", f"{ADMIN_PREFIX}/token"): self._set_token,
             ("POST", f"{ADMIN_PREFIX}/reset"): self._do_reset,
             **AdminCatalogs(state=state, prefix=ADMIN_PREFIX).routes(),
+            **self._bulk.routes(),
         }
 
     def handle(self, request: Request) -> Reply:
@@ -86,6 +97,8 @@ class Admin:
             return route(request)
         if request.method == "GET" and path.startswith(_CONTACT_PREFIX):
             return self._contact(unquote(path[len(_CONTACT_PREFIX) :]))
+        if request.method == "GET" and path.startswith(self._bulk.batch_prefix):
+            return self._bulk.batch(unquote(path[len(self._bulk.batch_prefix) :]))
         if any(known_path == path for _, known_path in self._routes):
             return Reply(405, {"message": "Method Not Allowed"})
         return Reply(404, dict(bodies.NOT_FOUND))

@@ -1,13 +1,16 @@
 """The gate every /api/3/ request passes, and the table of endpoints behind it.
 
 The endpoints live one group per module: `contacts_api` (contact/sync, contacts),
-`fields_api`, `tags_api` (tags, contactTags), `lists_api` (lists, contactLists) and
-`accounts_api` (accounts, accountContacts). Every one of them passes the same gate, so the
-rate limit, faults, latency and the token check apply to all alike, in this order:
+`fields_api`, `tags_api` (tags, contactTags), `lists_api` (lists, contactLists),
+`accounts_api` (accounts, accountContacts) and `bulk_api` (import/bulk_import, import/info).
+Every one of them passes the same gate, so the rate limit, faults, latency and the token
+check apply to all alike, in this order:
 
 1. faults are decided; a forced 429 is answered at once and, like any 429, stays out of
    the rate window;
-2. the per-account arrival window answers 429 when full; every other answer counts;
+2. the per-account arrival window answers 429 when full; every other answer counts. A
+   route with limits of its own (bulk_import) is admitted by them instead, and is not
+   counted in the window at all;
 3. simulated latency, then the fault if one was decided (503, forced status, hang, reset);
 4. the `Api-Token` check (403), then the route.
 
@@ -20,10 +23,13 @@ the moment it reads the answer, and that request must not overlap this one in th
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 
 from fake_activecampaign import bodies
 from fake_activecampaign.accounts_api import AccountEndpoints
 from fake_activecampaign.auth import ApiToken
+from fake_activecampaign.bulk_api import BulkEndpoints
+from fake_activecampaign.bulk_runner import BulkImport
 from fake_activecampaign.contacts_api import ContactEndpoints
 from fake_activecampaign.exchange import RESET, Reply, Request
 from fake_activecampaign.faults import Fault, Faults
@@ -66,6 +72,7 @@ class Api:
         window: ArrivalWindow,
         faults: Faults,
         token: ApiToken,
+        bulk: BulkImport,
         base_url: str,
         wait: Callable[[float], bool],
     ) -> None:
@@ -84,6 +91,7 @@ class Api:
                 *TagEndpoints(state=state, base_url=base_url).routes(),
                 *ListEndpoints(state=state, traffic=traffic, base_url=base_url).routes(),
                 *AccountEndpoints(state=state).routes(),
+                *BulkEndpoints(bulk=bulk, traffic=traffic).routes(),
             )
         )
 
@@ -100,7 +108,9 @@ class Api:
             with self._traffic.in_flight(email):
                 reply = self._gate(request, resolved)
         template = self._router.template_for(request.path)
-        self._traffic.record(request, status=reply.status, email=email, template=template)
+        log_body = None if resolved is None else resolved[0].log_body
+        logged = request if log_body is None else replace(request, body=log_body(request.body))
+        self._traffic.record(logged, status=reply.status, email=email, template=template)
         if reply.delay_s > 0 and self._wait(reply.delay_s):
             return RESET
         return reply
@@ -110,7 +120,14 @@ class Api:
         if fault is not None and fault.kind == "status" and fault.status == 429:
             self._wait(self._faults.latency_s())
             return self._fault_reply(fault, None)
-        if fault is None:
+        own_limits = None if resolved is None else resolved[0].admit
+        admission: Admission | None = None
+        if own_limits is not None:
+            refusal = None if fault is not None else own_limits(request)
+            if refusal is not None:
+                self._wait(self._faults.latency_s())
+                return refusal
+        elif fault is None:
             admission = self._window.try_admit(request.arrived_mono_s)
             if not admission.admitted:
                 self._wait(self._faults.latency_s())
@@ -154,8 +171,8 @@ class Api:
             headers.extend(self._rate_headers(admission))
         return Reply(fault.status, bodies.status_body(fault.status), tuple(headers))
 
-    def _rate_headers(self, admission: Admission) -> list[tuple[str, str]]:
-        if not self._window.enabled:
+    def _rate_headers(self, admission: Admission | None) -> list[tuple[str, str]]:
+        if admission is None or not self._window.enabled:
             return []
         return [
             ("RateLimit-Limit", limit_header(self._window.limit)),

@@ -15,11 +15,13 @@ import threading
 import time
 from types import FrameType
 
+from fake_activecampaign.bulk_settings import DEFAULT_SPEED_PER_S
 from fake_activecampaign.emulator import FakeActiveCampaign
 
 __all__ = ["main"]
 
 TOKEN_ENV = "FAKE_ACTIVECAMPAIGN_TOKEN"  # noqa: S105 - a variable name, not a secret
+BULK_SPEED_ENV = "FAKE_ACTIVECAMPAIGN_BULK_SPEED"
 _SIGNAL_POLL_S = 0.1
 
 
@@ -36,6 +38,14 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--latency-ms", type=float, default=0.0)
     parser.add_argument("--error-rate", type=float, default=0.0, help="fraction answered 503")
     parser.add_argument("--seed", type=int, default=None, help="seed for --error-rate")
+    parser.add_argument(
+        "--bulk-speed",
+        type=float,
+        # A string default goes through type=float too, so a bad variable is a usage error.
+        default=os.environ.get(BULK_SPEED_ENV, str(DEFAULT_SPEED_PER_S)),
+        help=f"bulk import contacts applied per second (default: ${BULK_SPEED_ENV} or "
+        f"{DEFAULT_SPEED_PER_S:g})",
+    )
     parser.add_argument(
         "--api-token",
         default=os.environ.get(TOKEN_ENV, "test-token"),
@@ -65,6 +75,7 @@ def main(argv: list[str] | None = None) -> int:
                 latency_ms=args.latency_ms,
                 error_rate=args.error_rate,
                 seed=args.seed,
+                bulk_speed_per_s=args.bulk_speed,
             ).start()
         except (OSError, ValueError) as exc:
             failure = {"event": "fake_activecampaign.failed", "error": str(exc)}

@@ -8,6 +8,8 @@ from types import TracebackType
 from fake_activecampaign.admin import Admin, is_admin_path
 from fake_activecampaign.api import Api
 from fake_activecampaign.auth import ApiToken
+from fake_activecampaign.bulk_runner import BulkImport
+from fake_activecampaign.bulk_settings import DEFAULT_SPEED_PER_S
 from fake_activecampaign.exchange import Reply, Request
 from fake_activecampaign.faults import Faults
 from fake_activecampaign.ratelimit import ArrivalWindow
@@ -26,7 +28,9 @@ class FakeActiveCampaign:
 
     `rate_limit` is requests per second for the whole account (0 disables it),
     `latency_ms` is added before every API answer, `error_rate` is the fraction of API
-    requests answered 503, drawn from `random.Random(seed)`. All state is thread-safe.
+    requests answered 503, drawn from `random.Random(seed)`. Bulk imports are applied in
+    the background at `bulk_speed_per_s` contacts per second (> 0; changeable through
+    `POST /_emulator/bulk`). All state is thread-safe.
     """
 
     def __init__(
@@ -39,6 +43,7 @@ class FakeActiveCampaign:
         latency_ms: float = 0,
         error_rate: float = 0.0,
         seed: int | None = None,
+        bulk_speed_per_s: float = DEFAULT_SPEED_PER_S,
     ) -> None:
         self._host = host
         self._port = port
@@ -47,6 +52,9 @@ class FakeActiveCampaign:
         self._traffic = Traffic()
         self._window = ArrivalWindow(rate_limit)
         self._faults = Faults(latency_ms=latency_ms, error_rate=error_rate, seed=seed)
+        self._bulk = BulkImport(
+            state=self._state, traffic=self._traffic, speed_per_s=bulk_speed_per_s
+        )
         self._stopping = threading.Event()
         self._server: EmulatorHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -71,6 +79,7 @@ class FakeActiveCampaign:
             window=self._window,
             faults=self._faults,
             token=self._token,
+            bulk=self._bulk,
             base_url=self._url,
             wait=self._stopping.wait,
         )
@@ -80,6 +89,7 @@ class FakeActiveCampaign:
             window=self._window,
             faults=self._faults,
             token=self._token,
+            bulk=self._bulk,
             reset=self.reset,
         )
 
@@ -95,6 +105,7 @@ class FakeActiveCampaign:
             daemon=True,
         )
         self._thread.start()
+        self._bulk.start(self._stopping)
         return self
 
     def stop(self) -> None:
@@ -107,11 +118,13 @@ class FakeActiveCampaign:
         server.close_connections()
         server.server_close()
         thread.join(_JOIN_TIMEOUT_S)
+        self._bulk.join()
         self._server = self._thread = None
 
     def reset(self) -> None:
-        """Forget contacts, catalogs, log and stats; restore the constructed fields, faults
-        and token."""
+        """Forget contacts, catalogs, bulk batches, log and stats; restore the constructed
+        fields, faults, bulk settings and token."""
+        self._bulk.reset()
         self._state.reset()
         self._traffic.reset()
         self._window.reset()

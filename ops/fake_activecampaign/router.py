@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from fake_activecampaign.exchange import Reply, Request
 
@@ -22,6 +23,11 @@ class Route:
     method: str
     template: str  # e.g. "/api/3/contacts/{contact}/contactTags"
     handler: Handler
+    # A route with limits of its own (bulk import) admits its requests itself instead of
+    # the account's 5/s window: it returns None to admit, or the refusal to answer.
+    admit: Callable[[Request], Reply | None] | None = None
+    # What the request log keeps of the body; None keeps it as sent.
+    log_body: Callable[[Any], Any] | None = None
 
     def params(self, path: str) -> dict[str, str] | None:
         """The `{name}` values when `path` (without a trailing slash) fits the template."""

@@ -15,19 +15,28 @@ import time
 import traceback
 from collections.abc import Callable
 from contextlib import suppress
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from fake_activecampaign.exchange import Reply, Request
 
-__all__ = ["MAX_BODY_BYTES", "EmulatorHTTPServer"]
+__all__ = ["MAX_BODY_BYTES", "EmulatorHTTPServer", "SizedRequest"]
 
 MAX_BODY_BYTES = 1 << 20
 # Up to this size an oversized body is read and discarded, so the client sees the 413
 # instead of a connection reset in the middle of its upload; beyond it we just close.
 _DRAIN_LIMIT_BYTES = 16 << 20
 _CHUNK_BYTES = 64 << 10
+
+
+@dataclass(frozen=True, slots=True)
+class SizedRequest(Request):
+    """A Request that knows its body's size on the wire: bulk import limits it in bytes,
+    and the parsed body cannot tell (whitespace, escapes)."""
+
+    body_bytes: int = 0
 
 
 def _not_ready(_request: Request) -> Reply:
@@ -113,7 +122,7 @@ class _Handler(BaseHTTPRequestHandler):
             return
         body = _parse_json(raw or b"")
         split = urlsplit(self.path)
-        request = Request(
+        request = SizedRequest(
             method=self.command,
             path=split.path,
             query=parse_qs(split.query),
@@ -122,6 +131,7 @@ class _Handler(BaseHTTPRequestHandler):
             arrived_at_s=time.time(),
             arrived_mono_s=time.monotonic(),
             body_error=body_error,
+            body_bytes=len(raw or b""),
         )
         try:
             reply = self.server.dispatch(request)
