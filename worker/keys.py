@@ -63,16 +63,6 @@ class Keys:
         return f"{self.prefix}:pump:lock"
 
     @property
-    def pump_trigger(self) -> str:
-        """STRING set while a pump task is on its way, so that triggers do not double it."""
-        return f"{self.prefix}:pump:trigger"
-
-    @property
-    def pump_stop(self) -> str:
-        """STRING: the lock token of a pump whose worker is shutting down (see pump_lock)."""
-        return f"{self.prefix}:pump:stop"
-
-    @property
     def rate_log(self) -> str:
         """LIST of the send times (ms) of the most recent requests, newest first."""
         return f"{self.prefix}:ratelimit:log"

@@ -2,9 +2,9 @@
 
 Start: check the API settings (a worker without them exits, naming the variable), apply
 the two process-wide patches (``worker._kombu_fixes`` and JSON shutdown notices), and start
-the pump trigger. Stop (warm shutdown): stop the trigger and ask this worker's pump, if it
-runs one, to end its window now. The step requires the pool, so Celery stops it *before*
-the pool, which would otherwise wait for the pump's whole window.
+the pump thread (``worker/pump_thread.py``). Stop (warm shutdown): end the pump within a
+cycle and release its lock, so another worker's thread takes over at once. The step
+requires the pool, so Celery stops it before the pool, whose sync tasks then finish.
 """
 
 from __future__ import annotations
@@ -18,11 +18,10 @@ from celery import bootsteps
 
 from worker._kombu_fixes import patch_redis_channel_close
 from worker.errors import ConfigError
-from worker.keys import Keys
 from worker.logging import get_logger
-from worker.pump_lock import request_pump_stop
-from worker.redis_client import connect
-from worker.trigger import PumpTrigger
+from worker.pump_lock import PumpLock
+from worker.pump_thread import PumpThread
+from worker.runtime import get_runtime
 
 __all__ = ["ContactSyncStep"]
 
@@ -42,41 +41,34 @@ class ContactSyncStep(bootsteps.StartStopStep):  # type: ignore[misc]
             print(f"contact-sync: configuration error: {exc}", file=sys.stderr, flush=True)
             raise SystemExit(1) from None
         _apply_worker_patches()
-        self.trigger: PumpTrigger | None = None
+        self.pump: PumpThread | None = None
 
     def start(self, worker: Any) -> None:
-        from worker.tasks import enqueue_pump
+        from worker.tasks import build_pump, log_pump_report
 
         app = worker.app
         timings = app.settings.timings
-        self.trigger = PumpTrigger(
-            connect(app.settings.redis_url),
-            Keys(app.settings.key_prefix),
-            lambda: enqueue_pump(app),
-            node=worker.hostname,
-            interval_s=timings.trigger_interval_s,
-            trigger_ttl_s=timings.trigger_ttl_s,
+
+        def make_lock() -> PumpLock:
+            runtime = get_runtime(app.settings)
+            return PumpLock(
+                runtime.redis, runtime.keys, node=worker.hostname, ttl_s=timings.pump_lock_ttl_s
+            )
+
+        self.pump = PumpThread(
+            make_lock,
+            lambda: build_pump(app),
+            retry_s=timings.pump_retry_s,
+            on_report=log_pump_report,
         )
-        self.trigger.start()
+        self.pump.start()
 
     def stop(self, worker: Any) -> None:
-        trigger = self.trigger
-        if trigger is None:
-            return
-        trigger.stop()
-        try:
-            asked = request_pump_stop(
-                trigger.redis,
-                trigger.keys,
-                node=worker.hostname,
-                ttl_s=worker.app.settings.timings.pump_lock_ttl_s,
-            )
-        except Exception as exc:  # Redis down: the pump then ends with its window
-            log.warning("worker.pump_stop_failed", error=type(exc).__name__)
-        else:
-            if asked:
-                log.info("worker.pump_stop_requested")
-        self.trigger = None
+        pump, self.pump = self.pump, None
+        if pump is not None:
+            # A cycle blocks on Redis for at most 100 ms; a catalog read in it, longer.
+            pump.stop(timeout_s=worker.app.settings.timings.pump_window_s)
+            log.info("worker.pump_stopped", alive=pump.is_alive())
 
     terminate = stop  # a cold shutdown (and the testing worker's) stops the same things
 

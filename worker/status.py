@@ -27,6 +27,7 @@ class Status:
     limiter_sent_in_window: int
     limiter_paused_for_s: float
     pump_running: bool
+    pump_holder: str | None  # the Celery node whose pump thread holds the lock
     counters: dict[str, int] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
@@ -47,7 +48,7 @@ def read_status(redis_client: redis.Redis, keys: Keys) -> Status:
     pipe.xlen(keys.dead)
     pipe.lrange(keys.rate_log, 0, -1)
     pipe.get(keys.rate_pause)
-    pipe.exists(keys.pump_lock)
+    pipe.get(keys.pump_lock)
     pipe.hgetall(keys.stats)
     now, backlog, first, pending, head, leases, dead, sends, pause, pump, counters = pipe.execute()
     now_ms = now[0] * 1000 + now[1] // 1000  # TIME is (seconds, microseconds)
@@ -79,6 +80,7 @@ def read_status(redis_client: redis.Redis, keys: Keys) -> Status:
         dead_letters_trimmed=int(counters.get(b"dead_trimmed", 0)),
         limiter_sent_in_window=sum(1 for sent in sends if now_ms - int(sent) < 1000),
         limiter_paused_for_s=max(0.0, (int(pause) - now_ms) / 1000) if pause else 0.0,
-        pump_running=bool(pump),
+        pump_running=pump is not None,
+        pump_holder=_text(pump).split("/")[0] if pump is not None else None,
         counters={_text(k): int(v) for k, v in counters.items()},
     )

@@ -14,8 +14,7 @@ from celery import Task
 
 from worker.logging import get_logger, mask_email
 from worker.metrics import record_outcome
-from worker.pump import Pump
-from worker.pump_lock import PumpLock
+from worker.pump import Pump, PumpReport
 from worker.runtime import get_runtime
 from worker.store import Claim, InvalidEntry
 from worker.sync import sync_contact as run_sync
@@ -23,7 +22,14 @@ from worker.sync import sync_contact as run_sync
 if TYPE_CHECKING:
     from worker.celery_app import ContactSyncCelery
 
-__all__ = ["PUMP_TASK", "SYNC_TASK", "enqueue_pump", "enqueue_sync", "register_tasks"]
+__all__ = [
+    "PUMP_TASK",
+    "SYNC_TASK",
+    "build_pump",
+    "enqueue_sync",
+    "log_pump_report",
+    "register_tasks",
+]
 
 SYNC_TASK = "contact_sync.sync_contact"
 PUMP_TASK = "contact_sync.pump"
@@ -32,7 +38,7 @@ log = get_logger("contact_sync.tasks")
 
 
 def register_tasks(app: ContactSyncCelery) -> None:
-    """Register ``contact_sync.sync_contact`` and ``contact_sync.pump`` on ``app``."""
+    """Register ``contact_sync.sync_contact`` (and the retired ``contact_sync.pump``)."""
     timings = app.settings.timings
 
     # The hard limit kills a hung sync before its lease runs out (worker/timings.py).
@@ -42,10 +48,14 @@ def register_tasks(app: ContactSyncCelery) -> None:
         """Sync one email's merged pending change to ActiveCampaign."""
         return run_sync_task(self.app, email, lease)
 
-    @app.task(name=PUMP_TASK, bind=True, shared=False, time_limit=timings.pump_task_time_limit_s)
-    def pump(self: Task) -> dict[str, Any]:
-        """Drain the stream, merge, and hand out due syncs for one window; then hand over."""
-        return run_pump_task(self.app, node=self.request.hostname or socket.gethostname())
+    @app.task(name=PUMP_TASK, shared=False)
+    def pump() -> dict[str, Any]:
+        """Retired: the pump runs in each worker's main process now (worker/pump_thread.py).
+
+        Kept so that a pump message queued by a worker of an older version, during a rolling
+        upgrade, is acknowledged instead of failing as an unregistered task.
+        """
+        return {"skipped": "the pump runs in the worker process"}
 
 
 def run_sync_task(app: ContactSyncCelery, email: str, lease: str) -> str:
@@ -66,37 +76,23 @@ def run_sync_task(app: ContactSyncCelery, email: str, lease: str) -> str:
     return outcome.event
 
 
-def run_pump_task(app: ContactSyncCelery, *, node: str) -> dict[str, Any]:
-    settings = app.settings
-    timings = settings.timings
-    runtime = get_runtime(settings)
-    lock = PumpLock(runtime.redis, runtime.keys, node=node, ttl_s=timings.pump_lock_ttl_s)
-    if not lock.acquire():
-        return {"skipped": "another pump is running"}
-    consumer = f"{socket.gethostname()}:{os.getpid()}"
-    worker_pump = Pump(
+def build_pump(app: ContactSyncCelery) -> Pump:
+    """The pump of this process: it enqueues a sync task for every email it claims."""
+    runtime = get_runtime(app.settings)
+    return Pump(
         runtime.store,
-        settings=settings,
+        settings=app.settings,
         enqueue_sync=lambda claim: enqueue_sync(app, claim),
         resolve=runtime.resolver.resolve,
         on_invalid=_log_invalid,
-        consumer=consumer,
+        consumer=f"{socket.gethostname()}:{os.getpid()}",
     )
-    try:
-        report = worker_pump.run(lock)
-    finally:
-        lock.release()
-    if not lock.stop_requested:
-        # Hand over at once instead of waiting for the next trigger tick, so due syncs keep
-        # flowing. The trigger key tells the triggers that a pump is already on its way. A
-        # pump stopped by its worker's shutdown leaves it to the other workers' triggers,
-        # which start one within a tick of the lock's release.
-        runtime.redis.set(runtime.keys.pump_trigger, consumer, px=int(timings.trigger_ttl_s * 1000))
-        enqueue_pump(app)
+
+
+def log_pump_report(report: PumpReport) -> None:
     summary = report.as_dict()
     if any(value for name, value in summary.items() if name != "cycles"):
         log.info("pump.report", **summary)
-    return summary
 
 
 def enqueue_sync(app: ContactSyncCelery, claim: Claim) -> None:
@@ -109,11 +105,6 @@ def enqueue_sync(app: ContactSyncCelery, claim: Claim) -> None:
         argsrepr=repr([shown]),
         kwargsrepr=repr({"lease": claim.lease}),
     )
-
-
-def enqueue_pump(app: ContactSyncCelery) -> None:
-    # expires: a pump message that waited this long is pointless; a newer trigger replaces it.
-    app.send_task(PUMP_TASK, expires=app.settings.timings.pump_expires_s)
 
 
 def _log_invalid(entry: InvalidEntry) -> None:

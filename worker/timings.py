@@ -1,6 +1,6 @@
 """Every timing that correctness depends on, in one frozen object that checks its invariants.
 
-Leases, the pump's window and lock, the trigger, the claim horizon and the task time limit
+Leases, the pump's window and lock, the claim horizon and the task time limit
 used to live in five modules; a change to one could silently break a rule that another
 relied on. Here each is derived from the settings once, and ``Timings.check()`` refuses a
 combination that would break one of these rules:
@@ -13,9 +13,10 @@ combination that would break one of these rules:
   applies its timeout to the connect and to each read, hence two of them) and the
   bookkeeping after it all fit: ``limiter_max_wait_s + 2 x http_timeout_s + bookkeeping_s
   ≤ task_time_limit_s``.
-- **One pump at a time.** The pump renews its lock every cycle; the lock outlives the
-  window (``pump_lock_ttl_s > pump_window_s``), and the trigger's "a pump is on its way"
-  key lasts as long as the lock, so a queued pump is never doubled by a trigger.
+- **One pump at a time.** The pump renews its lock every cycle (a cycle is far shorter than
+  a window), and the lock outlives the window (``pump_lock_ttl_s > pump_window_s``): a pump
+  whose worker died is replaced once its lock runs out, within ``pump_lock_ttl_s +
+  pump_retry_s``.
 - **No live consumer is robbed.** Stream entries are reclaimed from a consumer only after
   they were idle longer than a pump cycle can last (``reclaim_idle_s > pump_lock_ttl_s``).
 """
@@ -47,7 +48,8 @@ class Timings:
     # enough that a lease is not spent waiting for a limiter slot.
     claim_horizon_s: float = 2.0
     reclaim_every_s: float = 5.0
-    trigger_interval_s: float = 0.5
+    # How often a worker whose pump thread does not hold the lock tries to take it.
+    pump_retry_s: float = 0.5
     consumer_idle_limit_s: float = 3600.0
 
     @classmethod
@@ -75,16 +77,6 @@ class Timings:
         return 2 * self.pump_window_s
 
     @property
-    def trigger_ttl_s(self) -> float:
-        """How long "a pump is on its way" holds off the other workers' triggers."""
-        return self.pump_lock_ttl_s
-
-    @property
-    def pump_expires_s(self) -> float:
-        """A queued pump message older than this is dropped: a newer trigger replaces it."""
-        return 3 * self.pump_lock_ttl_s
-
-    @property
     def task_time_limit_s(self) -> float:
         """Celery's hard time limit for a sync task: it dies before its lease runs out."""
         return self.lease_s - self.kill_margin_s
@@ -93,11 +85,6 @@ class Timings:
     def limiter_max_wait_s(self) -> float:
         """The longest a sync waits for a rate-limiter slot before it defers the email."""
         return self.task_time_limit_s - 2 * self.http_timeout_s - self.bookkeeping_s
-
-    @property
-    def pump_task_time_limit_s(self) -> float:
-        """Celery's hard time limit for the pump task: its lock has run out by then."""
-        return math.ceil(self.pump_lock_ttl_s + self.kill_margin_s)
 
     def max_leases(self, rate_per_s: float) -> int:
         """How many emails may be leased at once: the rate budget over the claim horizon."""

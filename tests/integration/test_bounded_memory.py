@@ -117,8 +117,6 @@ BOUNDED = {
     "ratelimit:log": "at most RATE entries, expires after two windows",
     "ratelimit:pause": "one number, expires with the pause",
     "pump:lock": "one token, TTL 2 x the pump window, held by the running pump",
-    "pump:trigger": "one node name, the same TTL",
-    "pump:stop": "one token, the same TTL, while a worker shuts down",
     "kombu:_kombu.binding.contact-sync": "Celery's queue binding, one member",
     "kombu:_kombu.binding.celery.pidbox": "Celery's remote-control binding, one per worker",
     "kombu:_kombu.binding.celeryev": "Celery's event binding, one per worker",

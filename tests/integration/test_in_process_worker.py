@@ -39,7 +39,7 @@ def test_an_in_process_worker_built_by_the_factory_syncs_contacts(
     redis_conn: Any,
     keys: Keys,
 ) -> None:
-    """An app from create_app(settings) in celery.contrib.testing's worker pumps, merges and syncs 20 emails exactly, and stops its trigger at shutdown."""
+    """An app from create_app(settings) in celery.contrib.testing's worker pumps, merges and syncs 20 emails exactly, and stops its pump thread (releasing the lock) at shutdown."""
     settings = Settings(
         activecampaign_url=emulator.url,
         api_token=Secret(TOKEN),
@@ -62,10 +62,11 @@ def test_an_in_process_worker_built_by_the_factory_syncs_contacts(
             message="20 contacts synced by the in-process worker",
         )
         (step,) = [s for s in worker.blueprint.steps.values() if s.label == "contact-sync"]
-        trigger = step.trigger
-        assert trigger is not None
-        assert trigger.is_alive()
+        pump = step.pump
+        assert pump is not None
+        assert pump.is_alive()
     assert {emulator_admin.contact(email)["firstName"] for email in emails} == {"New"}
     assert emulator_admin.stats()["rate_limited"] == 0
-    trigger.join(timeout=2)
-    assert not trigger.is_alive()  # the bootstep stopped it with the worker
+    pump.join(timeout=2)
+    assert not pump.is_alive()  # the bootstep stopped it with the worker
+    assert redis_conn.get(keys.pump_lock) is None  # and released the lock

@@ -1,10 +1,11 @@
 """Warm shutdown: an idle worker exits within seconds of SIGTERM, a busy one as soon as its
 requests in flight end, and nothing is lost.
 
-The pump runs in a pool process for a window (CONTACT_SYNC_PUMP_WINDOW_S), and the pool
-waits for it on shutdown. The worker's bootstep now asks its pump to stop first, so the
-window no longer sets the exit time. These tests use a 30 s window, so waiting it out would
-show; with the old fixed 5 s window, SIGTERM just after a window began took 6 to 7 s.
+The pump runs in a thread of the worker's main process, window after window
+(CONTACT_SYNC_PUMP_WINDOW_S). The worker's bootstep stops it within a cycle at shutdown, so
+the window does not set the exit time. These tests use a 30 s window, so waiting it out
+would show; when the pump was a pool task with a fixed 5 s window, SIGTERM just after a
+window began took 6 to 7 s, and then about 2.5 s while the pool flushed its result.
 """
 
 from __future__ import annotations
@@ -35,33 +36,29 @@ def _logged_at(line: dict[str, Any]) -> dt.datetime:
 
 
 def _pump_end_after_sigterm_s(worker: WorkerProcess) -> float:
-    """Seconds from Celery's "Warm shutdown" line to the end of the pump task it waited for."""
+    """Seconds from Celery's "Warm shutdown" line to the pump's "pump.stopped"."""
     lines = worker.log_lines()
     (shutdown,) = [line for line in lines if "Warm shutdown" in line["event"]]
     ended = [
         line
         for line in lines
-        if line["event"].startswith("Task contact_sync.pump[")
-        and " succeeded in " in line["event"]
-        and _logged_at(line) >= _logged_at(shutdown)
+        if line["event"] == "pump.stopped" and _logged_at(line) >= _logged_at(shutdown)
     ]
-    assert ended, "no pump task ended after the shutdown began"
+    assert ended, "the pump did not stop after the shutdown began"
+    assert ended[0]["reason"] == "stopped"
     return (_logged_at(ended[0]) - _logged_at(shutdown)).total_seconds()
 
 
-def _pump_received(worker: WorkerProcess) -> bool:
-    return any(
-        line["event"].startswith("Task contact_sync.pump[") and line["event"].endswith("received")
-        for line in worker.log_lines()
-    )
+def _pump_started(worker: WorkerProcess) -> bool:
+    return bool(worker.events_named("pump.started"))
 
 
 def test_an_idle_worker_exits_within_seconds_of_sigterm(
     workers: WorkerPool, redis_conn: Any, keys: Keys
 ) -> None:
-    """An idle worker, SIGTERMed half a second into a 30 s pump window, stops its pump at once and exits cleanly within 4 s."""
+    """An idle worker, SIGTERMed half a second into a 30 s pump window, stops its pump at once and exits cleanly in seconds, not at the window's end."""
     (worker,) = workers.start(1, **LONG_WINDOW)
-    wait_until(lambda: _pump_received(worker), timeout_s=20, message="a pump window began")
+    wait_until(lambda: _pump_started(worker), timeout_s=20, message="a pump window began")
     time.sleep(0.5)
     exit_s = _sigterm_and_time_exit(worker)
     pump_end_s = _pump_end_after_sigterm_s(worker)
@@ -71,8 +68,10 @@ def test_an_idle_worker_exits_within_seconds_of_sigterm(
     assert worker.process is not None
     assert worker.process.returncode == 0
     assert pump_end_s < 2.0
-    assert exit_s < 4.0
-    assert worker.events_named("worker.pump_stop_requested")
+    # About 2.5 s on a quiet machine, nearly all of it Celery stopping its prefork pool;
+    # the bound leaves room for a loaded one and still proves the window is not waited out.
+    assert exit_s < 8.0
+    assert worker.events_named("worker.pump_stopped")
     assert redis_conn.get(keys.pump_lock) is None  # released, not left to expire
 
 

@@ -11,7 +11,7 @@ import redis
 
 from worker.keys import CONSUMER_GROUP, Keys
 from worker.pump import Pump, PumpReport, decode_entry
-from worker.pump_lock import PumpLock, request_pump_stop
+from worker.pump_lock import PumpLock
 from worker.ratelimit import RateLimiter
 from worker.resolve import Resolved
 from worker.schema import ContactEvent, encode_event
@@ -269,35 +269,22 @@ def test_pump_lock_is_exclusive_and_token_guarded(
     assert second.acquire() is True
 
 
-def test_stop_request_reaches_only_the_pump_of_that_node(
-    redis_client: redis.Redis, key_prefix: str
-) -> None:
-    """A shutting-down worker stops the pump its own pool runs, and no other."""
-    keys = Keys(key_prefix)
-    lock = PumpLock(redis_client, keys, node="w1@host", ttl_s=10)
-    assert lock.acquire()
-    assert request_pump_stop(redis_client, keys, node="w2@host", ttl_s=10) is False
-    assert request_pump_stop(redis_client, keys, node="w1", ttl_s=10) is False  # not a prefix match
-    assert lock.keep() is True
-    assert request_pump_stop(redis_client, keys, node="w1@host", ttl_s=10) is True
-    assert lock.keep() is False
-    lock.release()
-    assert redis_client.get(keys.pump_stop) is None
-    assert redis_client.get(keys.pump_lock) is None
-    later = PumpLock(redis_client, keys, node="w1@host", ttl_s=10)
-    assert later.acquire()
-    assert later.keep()
-
-
-def test_run_ends_its_window_at_a_stop_request(
+def test_stop_ends_the_pump_within_a_cycle_and_release_frees_the_lock(
     store: MergeStore, recorder: Recorder, redis_client: redis.Redis
 ) -> None:
-    """Pump.run returns after the cycle in which its worker asked it to stop, not at the window's end."""
+    """PumpLock.stop (the worker shutting down) makes Pump.run return after the current cycle, not at the window's end; release lets the next pump in."""
     lock = PumpLock(redis_client, store.keys, node="w1@host", ttl_s=10)
     assert lock.acquire()
-    request_pump_stop(redis_client, store.keys, node="w1@host", ttl_s=10)
+    lock.stop()
+    assert lock.keep() is False
     report = make_pump(store, recorder, pump_window_s=3600.0).run(lock)
     assert report.cycles == 1
+    lock.release()
+    assert redis_client.get(store.keys.pump_lock) is None
+    later = PumpLock(redis_client, store.keys, node="w2@host", ttl_s=10)
+    assert later.acquire()
+    assert later.keep()
+    later.release()
 
 
 def test_a_paused_limiter_stops_claiming_but_not_ingest(

@@ -38,6 +38,7 @@ def test_empty_prefix_reads_zeros_and_nones(redis_client: redis.Redis, keys: Key
         limiter_sent_in_window=0,
         limiter_paused_for_s=0.0,
         pump_running=False,
+        pump_holder=None,
         counters={},
     )
 
@@ -95,7 +96,7 @@ def test_limiter_pause_pump_and_counters(redis_client: redis.Redis, keys: Keys) 
     now = redis_now_ms(redis_client)
     redis_client.lpush(keys.rate_log, now - 2000, now - 500, now)
     redis_client.set(keys.rate_pause, now + 3000)
-    redis_client.set(keys.pump_lock, "token")
+    redis_client.set(keys.pump_lock, "w1@host/0a1b2c")
     redis_client.hincrby(keys.stats, "events_ingested", 7)
     redis_client.xadd(keys.dead, {"reason": "api_rejected"})
 
@@ -104,6 +105,7 @@ def test_limiter_pause_pump_and_counters(redis_client: redis.Redis, keys: Keys) 
     assert status.limiter_sent_in_window == 2
     assert 2.0 < status.limiter_paused_for_s <= 3.0
     assert status.pump_running is True
+    assert status.pump_holder == "w1@host"
     assert status.counters == {"events_ingested": 7}
     assert status.dead_letters == 1
 

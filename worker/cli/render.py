@@ -84,6 +84,7 @@ _STATUS_LAYOUT: tuple[tuple[str, str | None], ...] = (
     ("  sent in last second", "limiter_sent_in_window"),
     ("  paused for", "limiter_paused_for_s"),
     ("Pump running", "pump_running"),
+    ("  on worker", "pump_holder"),
 )
 
 
