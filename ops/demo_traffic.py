@@ -2,22 +2,35 @@
 
 Every change keeps the producer arguments it was sent with, so the state ActiveCampaign
 must end in is computed here, independently of the worker: per attribute (``firstName``,
-``lastName``, ``phone``, ``field:<id>``), the change with the latest ``occurred_at`` wins.
-All timestamps within a wave are distinct, so arrival order never decides a winner.
+``lastName``, ``phone``, ``field:<id>``, ``tag:<name>``, ``list:<id>``, ``account``), the
+change with the latest ``occurred_at`` wins, however the event wrote the reference
+(``demo_footprint.py``). All timestamps within a wave are distinct, so arrival order never
+decides a winner.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import random
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import redis
+from demo_footprint import (
+    COMPANIES,
+    UNRESOLVABLE,
+    FootprintTraffic,
+    References,
+    expected_footprint,
+    is_footprint,
+    producer_arguments,
+    stored_footprint,
+)
 
 from producers import ContactSyncProducer, InvalidContactEvent
 from worker.keys import Keys
@@ -44,7 +57,6 @@ _SIGNUP_ATTRIBUTES = ("firstName", "lastName", "phone", "field:1", "field:5", "f
 FIRST_NAMES = ("Ada", "Ben", "Chloe", "Dmitri", "Elena", "Farid", "Grace", "Hiro", "Ines", "Jon")
 LAST_NAMES = ("Okafor", "Lindqvist", "Moreau", "Tanaka", "Silva", "Novak", "Haddad", "Kowalski")
 DOMAINS = ("example.com", "example.org", "mail.example.net")
-COMPANIES = ("Acme", "Globex", "Initech", "Umbrella", "Hooli", "Stark Industries")
 JOB_TITLES = ("Engineer", "Designer", "Founder", "Marketing lead", "Support")
 SHIRT_SIZES = ("S", "M", "L", "XL")  # field 4, a dropdown
 PLANS = ("Free", "Pro", "Enterprise")  # field 5, a radio with these options
@@ -57,24 +69,22 @@ class Change:
 
     email: str
     occurred_at: dt.datetime
-    attributes: Mapping[str, Any]  # firstName/lastName/phone/field:<id> -> producer value
+    attributes: Mapping[str, Any]  # resolved attribute name -> producer value
+    spelling: Mapping[str, str | int] = field(default_factory=dict)  # attribute -> reference
+    # References the account lacks, as keyword -> {reference: value}: dead-lettered.
+    unresolvable: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
     @property
     def identity(self) -> str:
         return self.email.strip().lower()
 
     def send(self, producer: ContactSyncProducer, source: str) -> None:
-        fields: dict[int | str, Any] = {
-            int(name.removeprefix("field:")): value
-            for name, value in self.attributes.items()
-            if name.startswith("field:")
-        }
         producer.contact_changed(
             self.email,
             first_name=self.attributes.get("firstName"),
             last_name=self.attributes.get("lastName"),
             phone=self.attributes.get("phone"),
-            fields=fields or None,
+            **producer_arguments(self.attributes, self.spelling, self.unresolvable),
             occurred_at=self.occurred_at,
             source=source,
         )
@@ -83,21 +93,31 @@ class Change:
 class TrafficPlan:
     """Seeded generator of both waves of demo traffic for ``email_count`` contacts."""
 
-    def __init__(self, seed: int, email_count: int) -> None:
+    def __init__(self, seed: int, email_count: int, references: References) -> None:
         self.rng = random.Random(seed)
+        self.footprint = FootprintTraffic(self.rng, references)
         self.emails = [self._email(n) for n in range(email_count)]
         # A few contacts are busy (many edits), most change once or twice: Pareto weights.
         self.weights = [self.rng.paretovariate(1.2) for _ in self.emails]
 
     def first_wave(self, count: int, start: dt.datetime) -> list[Change]:
-        """A signup per email, then edits until ``count``; shuffled, so arrival is out of order."""
+        """A signup per email, edits, and a few references the account lacks, ``count`` in
+        all; shuffled, so arrival is out of order."""
         plan = [(email, self._signup) for email in self.emails]
-        extras = self.rng.choices(self.emails, self.weights, k=max(0, count - len(plan)))
-        plan += [(email, self._edit) for email in extras]
-        changes = [
-            Change(self._as_typed(email), start + n * _STEP, make())
-            for n, (email, make) in enumerate(plan)
+        extra_count = max(0, count - len(plan) - len(UNRESOLVABLE))
+        plan += [
+            (email, self._edit)
+            for email in self.rng.choices(self.emails, self.weights, k=extra_count)
         ]
+        changes = [
+            self._change(email, start + n * _STEP, make()) for n, (email, make) in enumerate(plan)
+        ]
+        # Each rides with a valid profile edit, which must still sync.
+        for n, (_, _, unresolvable) in enumerate(UNRESOLVABLE, start=len(plan)):
+            change = self._change(
+                self.rng.choice(self.emails), start + n * _STEP, self._profile_edit()
+            )
+            changes.append(dataclasses.replace(change, unresolvable=unresolvable))
         self.rng.shuffle(changes)
         return changes
 
@@ -109,6 +129,7 @@ class TrafficPlan:
         Returns the changes (shuffled) and the emails that get nothing but no-op repeats.
         """
         sent_values = _winning(sent)
+        self.footprint.any_tag_case = True  # the tags exist by now
         noop_emails = self.rng.sample(self.emails, max(1, len(self.emails) // 5))
         quiet = set(noop_emails)
         others = [email for email in self.emails if email not in quiet]
@@ -124,12 +145,16 @@ class TrafficPlan:
             for email in self.rng.choices(updated, k=update_count)
         ]
         changes = [
-            Change(self._as_typed(email), start + n * _STEP, attributes)
+            self._change(email, start + n * _STEP, attributes)
             for n, (email, attributes) in enumerate(plan)
         ]
         oldest = min(change.occurred_at for change in sent)
         changes += [
-            Change(email, oldest - dt.timedelta(minutes=self.rng.randint(1, 600)), self._late())
+            self._change(
+                email,
+                oldest - dt.timedelta(minutes=self.rng.randint(1, 600)),
+                self._late(sent_values[email]),
+            )
             for email in self.rng.choices(others, k=late_count)
         ]
         self.rng.shuffle(changes)
@@ -138,16 +163,27 @@ class TrafficPlan:
     # -- kinds of change ----------------------------------------------------------------
 
     def _edit(self) -> dict[str, Any]:
-        return self.rng.choice((self._profile_edit, self._activity, self._plan_change))()
+        kinds = (
+            (self._profile_edit, 3),
+            (self._activity, 2),
+            (self._plan_change, 2),
+            (self.footprint.tagging, 1),
+            (self.footprint.subscription, 0.75),
+            (self.footprint.company_move, 0.5),
+        )
+        make = self.rng.choices([kind for kind, _ in kinds], [weight for _, weight in kinds])[0]
+        return make()
 
     def _signup(self) -> dict[str, Any]:
+        company = self.rng.choice(COMPANIES)
         return {
             "firstName": self.rng.choice(FIRST_NAMES),
             "lastName": self.rng.choice(LAST_NAMES),
             "phone": self._phone(),
-            "field:1": self.rng.choice(COMPANIES),
+            "field:1": company,
             "field:5": "Free",
             "field:6": dt.date(2025, 1, 1) + dt.timedelta(days=self.rng.randint(0, 364)),
+            **self.footprint.signup(company),
         }
 
     def _profile_edit(self) -> dict[str, Any]:
@@ -185,13 +221,21 @@ class TrafficPlan:
             return {**self._repeat(sent), **self._edit()}
         return self._edit()
 
-    def _late(self) -> dict[str, Any]:
-        """A delayed change to attributes every contact already has; it must lose."""
+    def _late(self, sent: Mapping[str, tuple[dt.datetime, Any]]) -> dict[str, Any]:
+        """A delayed change to attributes the contact already has; it must lose."""
         signup = self._signup()
         chosen = self.rng.sample(_SIGNUP_ATTRIBUTES, self.rng.randint(1, 2))
-        return {name: signup[name] for name in chosen}
+        late = {name: signup[name] for name in chosen}
+        if self.rng.random() < 0.5:
+            late |= self.footprint.late({name: value for name, (_, value) in sent.items()})
+        return late
 
     # -- helpers ------------------------------------------------------------------------
+
+    def _change(self, email: str, occurred_at: dt.datetime, attributes: dict[str, Any]) -> Change:
+        """A change as an app sends it: email as typed, references written one of their ways."""
+        spelling = self.footprint.spelling(attributes)
+        return Change(self._as_typed(email), occurred_at, attributes, spelling)
 
     def _email(self, n: int) -> str:
         first, last = self.rng.choice(FIRST_NAMES), self.rng.choice(LAST_NAMES)
@@ -301,11 +345,14 @@ def wire_value(value: Any) -> str:
 
 
 def expected_state(changes: Iterable[Change]) -> dict[str, dict[str, str]]:
-    """Per-attribute last-write-wins state of every email, as ActiveCampaign should hold it."""
+    """Per-attribute last-write-wins state of every email, as ActiveCampaign should hold it:
+    names, phone and fields as their text; tags, lists and account as demo_footprint's."""
     expected = {}
     for email, state in _winning(changes).items():
-        texts = {name: wire_value(value) for name, (_, value) in state.items()}
+        winners = {name: value for name, (_, value) in state.items()}
+        texts = {name: wire_value(v) for name, v in winners.items() if not is_footprint(name)}
         expected[email] = {name: text for name, text in texts.items() if text}
+        expected[email] |= expected_footprint(winners)
     return expected
 
 
@@ -316,7 +363,7 @@ def stored_state(contacts: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[st
     for email, contact in contacts.items():
         values = {name: contact[name] for name in _TEXT_ATTRIBUTES if contact.get(name)}
         values |= {f"field:{fid}": value for fid, value in contact["fieldValues"].items() if value}
-        state[email] = values
+        state[email] = values | stored_footprint(contact)
     return state
 
 

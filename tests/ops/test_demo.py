@@ -17,12 +17,19 @@ SUMMARY_LABELS = (
     "rejected at the producer",
     "distinct emails",
     "API requests made",
+    "contact/sync",
+    "contactTags",
+    "contactLists",
+    "accountContacts",
     "requests per event",
     "contacts created / updated",
     "syncs skipped as unchanged",
     "retries",
     "429s received",
     "max requests in any second",
+    "tags on contacts",
+    "list memberships",
+    "contacts linked to a company",
     "dead letters",
     "elapsed",
 )
@@ -32,7 +39,7 @@ SUMMARY_LABELS = (
 def test_demo_syncs_every_contact_exactly_and_leaves_no_keys(
     redis_url: str, redis_client: redis.Redis, tmp_path: Path
 ) -> None:
-    """The demo exits 0, prints its summary and "verified: 60/60 contacts exact", and deletes every key it wrote."""
+    """The demo exits 0, prints its summary with requests by kind and the tags, lists and companies held, verifies all 60 contacts exact in fields, tags, lists and account, and deletes every key it wrote."""
     keys_before = set(redis_client.keys("*"))
     env = {
         **os.environ,
@@ -50,7 +57,11 @@ def test_demo_syncs_every_contact_exactly_and_leaves_no_keys(
     assert result.returncode == 0, output
     for label in SUMMARY_LABELS:
         assert f"  {label} " in result.stdout, f"missing {label!r}:\n{output}"
-    assert "verified: 60/60 contacts exact" in result.stdout, output
+    assert (
+        "verified: 60/60 contacts exact in names, phones, fields, tags, lists and accounts"
+        in result.stdout
+    ), output
+    assert "verified: 3/3 references the account lacks dead-lettered" in result.stdout, output
     assert "FAILED" not in result.stdout, output
     assert (tmp_path / "worker.log").stat().st_size > 0
     assert redis_client.keys("contact-sync-demo-*") == []
