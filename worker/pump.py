@@ -84,6 +84,7 @@ class Pump:
         enqueue_sync: Callable[[Claim], Any],
         resolve: Callable[[ContactEvent], Resolved],
         on_invalid: Callable[[InvalidEntry], Any] = lambda entry: None,
+        on_rejected: Callable[[RejectedAttributes], Any] = lambda letter: None,
         consumer: str,
         batch_size: int = 500,
         block_ms: int = 100,
@@ -96,6 +97,7 @@ class Pump:
         self.enqueue_sync = enqueue_sync
         self.resolve = resolve
         self.on_invalid = on_invalid
+        self.on_rejected = on_rejected
         self.consumer = consumer
         self.batch_size = batch_size
         self.block_ms = block_ms
@@ -174,6 +176,8 @@ class Pump:
         report.rejected += sum(len(letter.attributes) for letter in rejected)
         for entry in invalid:
             self.on_invalid(entry)
+        for letter in rejected:
+            self.on_rejected(letter)
 
 
 def _rejected_letters(

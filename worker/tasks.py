@@ -16,7 +16,7 @@ from worker.logging import get_logger, mask_email
 from worker.metrics import record_outcome
 from worker.pump import Pump, PumpReport
 from worker.runtime import get_runtime
-from worker.store import Claim, InvalidEntry
+from worker.store import Claim, InvalidEntry, RejectedAttributes
 from worker.sync import sync_contact as run_sync
 
 if TYPE_CHECKING:
@@ -85,6 +85,7 @@ def build_pump(app: ContactSyncCelery) -> Pump:
         enqueue_sync=lambda claim: enqueue_sync(app, claim),
         resolve=runtime.resolver.resolve,
         on_invalid=_log_invalid,
+        on_rejected=_log_rejected,
         consumer=f"{socket.gethostname()}:{os.getpid()}",
     )
 
@@ -110,4 +111,17 @@ def enqueue_sync(app: ContactSyncCelery, claim: Claim) -> None:
 def _log_invalid(entry: InvalidEntry) -> None:
     log.warning(
         "event.invalid", entry_id=entry.entry_id, event_id=entry.event_id, errors=entry.errors
+    )
+
+
+def _log_rejected(letter: RejectedAttributes) -> None:
+    """A reference the account lacks (or a value not among a field's options): the rest of
+    the change merges; these attributes are dead-lettered, and this line says which."""
+    log.warning(
+        "attributes.rejected",
+        email=letter.email,
+        reason=letter.reason,
+        references=sorted(letter.attributes),
+        errors=letter.errors,
+        event_id=letter.event_id,
     )

@@ -208,6 +208,19 @@ def test_unresolvable_references_are_dead_lettered_and_replay_once_they_exist(
     assert "%NICKNAME%" in letters["a@example.com"].errors[0]
     assert "Ghost list" in letters["b@example.com"].errors[0]
     assert "'XXL'" in letters["c@example.com"].errors[0]
+    # Each is logged where an operator looks first, naming the reference, email masked.
+    logged = {
+        line["reason"]: line
+        for line in workers.all_log_lines()
+        if line["event"] == "attributes.rejected"
+    }
+    assert sorted(logged) == ["invalid_option", "unknown_field", "unknown_list"]
+    assert {reason: line["references"] for reason, line in logged.items()} == {
+        "unknown_field": ["field:%NICKNAME%"],
+        "unknown_list": ["list:Ghost list"],
+        "invalid_option": ["field:Shirt size"],
+    }
+    assert logged["unknown_list"]["email"] == "b***@example.com"
     assert {
         email: contact["firstName"] for email, contact in emulator_admin.contacts().items()
     } == {"a@example.com": "A", "b@example.com": "B", "c@example.com": "C"}
