@@ -49,9 +49,9 @@ class Change:
 
 
 def workload(rng: random.Random, *, shirt: dict[str, Any], lists: dict[str, str]) -> list[Change]:
-    """300 changes to 20 emails, each attribute written in several ways, at distinct times."""
+    """600 changes to 20 emails, each attribute written in several ways, at distinct times."""
     shirt_refs = (str(shirt["id"]), "%SHIRT_SIZE%", "Shirt size")
-    times = rng.sample(range(1, 100_000), 300)
+    times = rng.sample(range(1, 100_000), 600)
     changes = []
     for n, at in enumerate(times):
         change = Change(email=f"fp{n % 20}@example.com", at_s=at / 10)
@@ -142,7 +142,7 @@ def test_fields_tags_lists_and_companies_converge_to_last_write_wins(
     redis_conn: Any,
     keys: Keys,
 ) -> None:
-    """300 shuffled changes to 20 contacts end in the exact last-write-wins state of every field, tag, list and company, with at most 3 GET /fields; a late event changes nothing."""
+    """600 shuffled changes to 20 contacts end in the exact last-write-wins state of every field, tag, list and company, with at most 3 GET /fields; a late event changes nothing."""
     shirt = define_shirt(emulator_admin)
     emulator_admin.define_lists("Newsletter", "Customers")
     lists = {item["name"]: str(item["id"]) for item in emulator_admin.lists()}
