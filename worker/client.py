@@ -216,7 +216,7 @@ def raise_for_status(response: requests.Response) -> None:
         raise ApiServerError(status, messages)
     if status in _CONFIG_STATUSES or 300 <= status < 400:
         raise ApiConfigError(status, messages)
-    raise ApiRejected(status, messages)
+    raise ApiRejected(status, messages, body=_json_or_none(response))
 
 
 def parse_retry_after_s(

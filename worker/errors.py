@@ -92,9 +92,12 @@ class RateLimited(ApiError):
 class ApiStatusError(ApiError):
     """A non-2xx answer other than 429. ``errors`` holds ActiveCampaign's error messages."""
 
-    def __init__(self, status: int, errors: Sequence[str] = ()) -> None:
+    def __init__(self, status: int, errors: Sequence[str] = (), *, body: Any = None) -> None:
         self.status = status
         self.errors = list(errors)
+        # The answer's JSON, for callers that read more than the messages (bulk import's
+        # failureReasons). Never logged: it may name contacts.
+        self.body = body
         detail = "; ".join(self.errors) if self.errors else "no error detail"
         super().__init__(f"HTTP {status}: {detail}")
 

@@ -63,6 +63,40 @@ class Keys:
         return f"{self.prefix}:pump:lock"
 
     @property
+    def bulk_mode(self) -> str:
+        """STRING set while the due backlog drains through bulk import (see bulk_claim.lua)."""
+        return f"{self.prefix}:bulk:mode"
+
+    @property
+    def bulk_batches(self) -> str:
+        """ZSET batch id -> when its next step is due (ms); the pump hands due steps out."""
+        return f"{self.prefix}:bulk:batches"
+
+    @property
+    def bulk_leases(self) -> str:
+        """ZSET email -> when a bulk batch's lease on it runs out (ms); tokens as for syncs."""
+        return f"{self.prefix}:bulk:leases"
+
+    def bulk_batch(self, batch_id: str) -> str:
+        """HASH of one batch: its state, its emails and their lease tokens, its body."""
+        return f"{self.prefix}:bulk:batch:{batch_id}"
+
+    @property
+    def bulk_sync_only(self) -> str:
+        """ZSET email -> until when (ms) it goes through /contact/sync, not bulk import."""
+        return f"{self.prefix}:bulk:sync-only"
+
+    @property
+    def bulk_rate_log(self) -> str:
+        """LIST of the send times (ms) of the most recent bulk_import requests."""
+        return f"{self.prefix}:bulk:ratelimit:log"
+
+    @property
+    def bulk_pause(self) -> str:
+        """STRING: until when (ms) nobody sends a bulk_import ("Rate limit exceeded.")."""
+        return f"{self.prefix}:bulk:ratelimit:pause"
+
+    @property
     def rate_log(self) -> str:
         """LIST of the send times (ms) of the most recent requests, newest first."""
         return f"{self.prefix}:ratelimit:log"

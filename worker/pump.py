@@ -40,6 +40,8 @@ class PumpReport:
     paused_cycles: int = 0  # cycles in which the limiter's pause held claiming back
     rejected: int = 0  # attributes dead-lettered: unknown field or list, invalid value
     deferred: int = 0  # entries left for later: a catalog could not be read
+    bulk_claimed: int = 0  # emails leased into bulk import batches
+    bulk_steps: int = 0  # batch steps handed to workers (build, submit, poll)
 
     def as_dict(self) -> dict[str, int]:
         return {name: getattr(self, name) for name in self.__slots__}
@@ -85,6 +87,7 @@ class Pump:
         resolve: Callable[[ContactEvent], Resolved],
         on_invalid: Callable[[InvalidEntry], Any] = lambda entry: None,
         on_rejected: Callable[[RejectedAttributes], Any] = lambda letter: None,
+        schedule_bulk: Callable[[PumpReport], Any] | None = None,
         consumer: str,
         batch_size: int = 500,
         block_ms: int = 100,
@@ -98,6 +101,7 @@ class Pump:
         self.resolve = resolve
         self.on_invalid = on_invalid
         self.on_rejected = on_rejected
+        self.schedule_bulk = schedule_bulk
         self.consumer = consumer
         self.batch_size = batch_size
         self.block_ms = block_ms
@@ -143,6 +147,8 @@ class Pump:
         for claim in claimed.claims:
             self.enqueue_sync(claim)
         report.claimed += len(claimed.claims)
+        if self.schedule_bulk is not None:
+            self.schedule_bulk(report)
 
     def _ingest(self, entries: list[tuple[str, dict[bytes, bytes]]], report: PumpReport) -> None:
         if not entries:

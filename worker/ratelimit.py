@@ -53,20 +53,37 @@ class RateLimiter:
         margin_ms: int = 50,
         sleep: Callable[[float], None] = time.sleep,
         monotonic: Callable[[], float] = time.monotonic,
+        window: tuple[int, int] | None = None,
+        log_key: str | None = None,
+        pause_key: str | None = None,
     ) -> None:
+        """``window`` (requests, ms) and the two keys override the account's 5/s limiter:
+        bulk import's 100 requests a minute is one (``RateLimiter.bulk``)."""
         self.keys = keys
-        self.limit, self.window_ms = window_for(rate_per_s, margin_ms=margin_ms)
+        self.limit, self.window_ms = window or window_for(rate_per_s, margin_ms=margin_ms)
+        self.log_key = log_key or keys.rate_log
+        self.pause_key = pause_key or keys.rate_pause
         self._sleep = sleep
         self._monotonic = monotonic
         self._take = load_script(client, "ratelimit")
         self._pause = load_script(client, "pause")
 
+    @classmethod
+    def bulk(cls, client: redis.Redis, keys: Keys, *, per_minute: float) -> RateLimiter:
+        """Bulk import's own limiter: ``per_minute`` requests in any 61 s (a 1 s margin)."""
+        return cls(
+            client,
+            keys,
+            rate_per_s=per_minute / 60.0,
+            window=(max(1, int(per_minute)), 61_000),
+            log_key=keys.bulk_rate_log,
+            pause_key=keys.bulk_pause,
+        )
+
     def try_acquire(self) -> float:
         """Take a slot now if one is free. Returns 0.0 on success, else seconds to wait."""
         wait_ms = int(
-            self._take(
-                keys=[self.keys.rate_log, self.keys.rate_pause], args=[self.limit, self.window_ms]
-            )
+            self._take(keys=[self.log_key, self.pause_key], args=[self.limit, self.window_ms])
         )
         return wait_ms / 1000.0
 
@@ -85,12 +102,12 @@ class RateLimiter:
 
     def pause(self, seconds: float) -> None:
         """Nobody sends for ``seconds`` from now (never shortens a longer pause)."""
-        self._pause(keys=[self.keys.rate_pause], args=[max(1, math.ceil(seconds * 1000))])
+        self._pause(keys=[self.pause_key], args=[max(1, math.ceil(seconds * 1000))])
 
     def paused_for_s(self, client: redis.Redis) -> float:
         """Seconds left of the current pause (0 when none), by the Redis clock."""
         pipe: Any = client.pipeline(transaction=False)  # redis-py types replies as Awaitable | Any
-        until, (seconds, micros) = pipe.get(self.keys.rate_pause).time().execute()
+        until, (seconds, micros) = pipe.get(self.pause_key).time().execute()
         if until is None:
             return 0.0
         now_ms = seconds * 1000 + micros // 1000

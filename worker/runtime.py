@@ -14,6 +14,7 @@ from typing import Any
 
 import redis
 
+from worker.bulk_store import BulkStore
 from worker.catalog import Catalog, Kind
 from worker.client import ActiveCampaignClient
 from worker.errors import ApiTransportError
@@ -39,6 +40,8 @@ class Runtime:
     catalog: Catalog
     resolver: Resolver
     rng: random.Random
+    bulk: BulkStore
+    bulk_limiter: RateLimiter  # bulk import's own 100 requests a minute
 
 
 _runtime: Runtime | None = None
@@ -84,6 +87,8 @@ def _build(settings: Settings) -> Runtime:
         catalog=catalog,
         resolver=Resolver(catalog),
         rng=random.Random(),
+        bulk=BulkStore(client, keys),
+        bulk_limiter=RateLimiter.bulk(client, keys, per_minute=settings.bulk_rate_per_min),
     )
 
 

@@ -81,6 +81,11 @@ class Settings:
     log_pii: bool = False
     dead_letter_max_count: int = 100_000
     dead_letter_max_age_s: float = 30 * 86400.0
+    # Backlog mode (worker/bulk.py): due emails above which bulk import drains them; 0 = off.
+    bulk_min_backlog: int = 300
+    bulk_rate_per_min: float = 100.0  # the account's multi-contact bulk_import requests/minute
+    bulk_lease_s: float = 600.0  # how long a batch holds its emails between two polls
+    bulk_log_contacts: bool = True  # one contact.synced line per contact a batch confirms
 
     @property
     def celery_broker_url(self) -> str:
@@ -167,6 +172,16 @@ class Settings:
             ),
             dead_letter_max_age_s=reader.number(
                 "CONTACT_SYNC_DEAD_LETTER_MAX_AGE_S", cls.dead_letter_max_age_s, minimum=1
+            ),
+            bulk_min_backlog=int(
+                reader.number("CONTACT_SYNC_BULK_MIN_BACKLOG", cls.bulk_min_backlog, minimum=0)
+            ),
+            bulk_rate_per_min=reader.number(
+                "CONTACT_SYNC_BULK_RATE_PER_MIN", cls.bulk_rate_per_min, minimum=1
+            ),
+            bulk_lease_s=reader.number("CONTACT_SYNC_BULK_LEASE_S", cls.bulk_lease_s, minimum=10),
+            bulk_log_contacts=reader.boolean(
+                "CONTACT_SYNC_BULK_LOG_CONTACTS", cls.bulk_log_contacts
             ),
         )
         settings.timings  # noqa: B018 -- validates the timings' invariants at start

@@ -90,6 +90,25 @@ class Begun:
     attributes: dict[str, str] = field(default_factory=dict)
 
 
+def _begun(reply: list[Any]) -> Begun:
+    status = _text(reply[0])
+    if status == "stale":
+        return Begun("stale")
+    if status == "unchanged":
+        return Begun("unchanged", merged_events=int(reply[1]))
+    flat = [_text(item) for item in reply[7:]]
+    return Begun(
+        "send",
+        merged_events=int(reply[1]),
+        attempt=int(reply[2]),
+        known=_text(reply[3]) == "1",
+        first_attempt_ms=int(reply[4]),
+        now_ms=int(reply[5]),
+        contact_id=_text(reply[6]) or None,
+        attributes={flat[n]: flat[n + 1] for n in range(0, len(flat), 2)},
+    )
+
+
 class MergeStore:
     """All of contact-sync's Redis state behind a handful of atomic operations."""
 
@@ -230,8 +249,17 @@ class MergeStore:
 
     # -- scheduling ----------------------------------------------------------------------
 
-    def claim_due(self, *, max_leases: int, lease_s: float) -> Claimed:
-        """Lease due emails while fewer than ``max_leases`` exist; none while paused."""
+    def claim_due(
+        self,
+        *,
+        max_leases: int,
+        lease_s: float,
+        settled_s: float = 1.0,
+        backlog_leases: int = 2,
+    ) -> Claimed:
+        """Lease due emails while fewer than ``max_leases`` exist; none while paused. In
+        backlog mode, live changes first, and at most ``backlog_leases`` on emails due for
+        ``settled_s`` or more (bulk import drains those)."""
         reply = self._claim(
             keys=[
                 self.keys.due,
@@ -239,8 +267,10 @@ class MergeStore:
                 self.keys.lease_tokens,
                 self.keys.claims,
                 self.keys.rate_pause,
+                self.keys.bulk_mode,
+                self.keys.bulk_leases,
             ],
-            args=[max_leases, int(lease_s * 1000)],
+            args=[max_leases, int(lease_s * 1000), int(settled_s * 1000), backlog_leases],
         )
         flat = [_text(item) for item in reply[2:]]
         return Claimed(
@@ -253,32 +283,36 @@ class MergeStore:
         self, email: str, lease: str, *, lease_s: float, confirmed_ttl_s: float
     ) -> Begun:
         """Move pending values in flight and drop what ActiveCampaign already confirmed."""
-        reply = self._begin(
-            keys=[
-                self.keys.contact(email),
-                self.keys.leases,
-                self.keys.due,
-                self.keys.stats,
-                self.keys.lease_tokens,
-            ],
-            args=[email, lease, int(lease_s * 1000), int(confirmed_ttl_s * 1000)],
-        )
-        status = _text(reply[0])
-        if status == "stale":
-            return Begun("stale")
-        if status == "unchanged":
-            return Begun("unchanged", merged_events=int(reply[1]))
-        flat = [_text(item) for item in reply[7:]]
-        return Begun(
-            "send",
-            merged_events=int(reply[1]),
-            attempt=int(reply[2]),
-            known=_text(reply[3]) == "1",
-            first_attempt_ms=int(reply[4]),
-            now_ms=int(reply[5]),
-            contact_id=_text(reply[6]) or None,
-            attributes={flat[n]: flat[n + 1] for n in range(0, len(flat), 2)},
-        )
+        return self.begin_many([(email, lease)], lease_s=lease_s, confirmed_ttl_s=confirmed_ttl_s)[
+            0
+        ]
+
+    def begin_many(
+        self,
+        claims: Sequence[tuple[str, str]],
+        *,
+        lease_s: float,
+        confirmed_ttl_s: float,
+        leases_key: str | None = None,
+    ) -> list[Begun]:
+        """``begin_sync`` for each (email, lease) pair, in one round trip. ``leases_key``:
+        the ZSET holding the leases (a bulk batch's are in ``bulk_leases``)."""
+        pipe = self.redis.pipeline(transaction=False) if len(claims) > 1 else None
+        replies = []
+        for email, lease in claims:
+            reply = self._begin(
+                keys=[
+                    self.keys.contact(email),
+                    leases_key or self.keys.leases,
+                    self.keys.due,
+                    self.keys.stats,
+                    self.keys.lease_tokens,
+                ],
+                args=[email, lease, int(lease_s * 1000), int(confirmed_ttl_s * 1000)],
+                client=pipe,
+            )
+            replies.append(reply)
+        return [_begun(reply) for reply in (pipe.execute() if pipe is not None else replies)]
 
     def finish_sync(
         self,
@@ -302,33 +336,70 @@ class MergeStore:
         they are confirmed, and ``outcome`` applies to the rest. ``contact_id`` is recorded
         when the attempt learned it.
         """
-        reply = self._finish(
-            keys=[
-                self.keys.contact(email),
-                self.keys.leases,
-                self.keys.due,
-                self.keys.dead,
-                self.keys.stats,
-                self.keys.lease_tokens,
-            ],
-            args=[
-                email,
-                lease,
-                outcome,
-                int(retry_delay_s * 1000),
-                "1" if count_attempt else "0",
-                int(confirmed_ttl_s * 1000),
-                reason,
-                "" if status is None else str(status),
-                json.dumps(errors if errors is not None else [], ensure_ascii=False),
-                counter,
-                *self._dead_bounds,
-                contact_id or "",
-                len(confirmed),
-                *confirmed,
-            ],
-        )
-        return _text(reply)
+        return self.finish_many(
+            [(email, lease)],
+            outcome,
+            confirmed_ttl_s=confirmed_ttl_s,
+            retry_delay_s=retry_delay_s,
+            count_attempt=count_attempt,
+            reason=reason,
+            status=status,
+            errors=errors,
+            counter=counter,
+            contact_id=contact_id,
+            confirmed=confirmed,
+        )[0]
+
+    def finish_many(
+        self,
+        claims: Sequence[tuple[str, str]],
+        outcome: Outcome,
+        *,
+        confirmed_ttl_s: float,
+        retry_delay_s: float = 0.0,
+        count_attempt: bool = True,
+        reason: str = "",
+        status: int | None = None,
+        errors: Any = None,
+        counter: str = "",
+        contact_id: str | None = None,
+        confirmed: Sequence[str] = (),
+        leases_key: str | None = None,
+    ) -> list[str]:
+        """``finish_sync`` with the same outcome for each (email, lease) pair, in one round
+        trip. ``leases_key`` as for ``begin_many``."""
+        pipe = self.redis.pipeline(transaction=False) if len(claims) > 1 else None
+        replies = []
+        for email, lease in claims:
+            reply = self._finish(
+                keys=[
+                    self.keys.contact(email),
+                    leases_key or self.keys.leases,
+                    self.keys.due,
+                    self.keys.dead,
+                    self.keys.stats,
+                    self.keys.lease_tokens,
+                ],
+                args=[
+                    email,
+                    lease,
+                    outcome,
+                    int(retry_delay_s * 1000),
+                    "1" if count_attempt else "0",
+                    int(confirmed_ttl_s * 1000),
+                    reason,
+                    "" if status is None else str(status),
+                    json.dumps(errors if errors is not None else [], ensure_ascii=False),
+                    counter,
+                    *self._dead_bounds,
+                    contact_id or "",
+                    len(confirmed),
+                    *confirmed,
+                ],
+                client=pipe,
+            )
+            replies.append(reply)
+        return [_text(reply) for reply in (pipe.execute() if pipe is not None else replies)]
 
     def incr_stat(self, name: str, amount: int = 1) -> None:
         self.redis.hincrby(self.keys.stats, name, amount)

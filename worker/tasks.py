@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import os
 import socket
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from celery import Task
 
+from worker.bulk import BulkStep
+from worker.bulk_store import BulkLimits
 from worker.logging import get_logger, mask_email
 from worker.metrics import record_outcome
 from worker.pump import Pump, PumpReport
@@ -23,6 +26,7 @@ if TYPE_CHECKING:
     from worker.celery_app import ContactSyncCelery
 
 __all__ = [
+    "BULK_TASK",
     "PUMP_TASK",
     "SYNC_TASK",
     "build_pump",
@@ -32,6 +36,7 @@ __all__ = [
 ]
 
 SYNC_TASK = "contact_sync.sync_contact"
+BULK_TASK = "contact_sync.bulk_step"
 PUMP_TASK = "contact_sync.pump"
 
 log = get_logger("contact_sync.tasks")
@@ -47,6 +52,11 @@ def register_tasks(app: ContactSyncCelery) -> None:
     def sync_contact(self: Task, email: str, lease: str = "") -> str:
         """Sync one email's merged pending change to ActiveCampaign."""
         return run_sync_task(self.app, email, lease)
+
+    @app.task(name=BULK_TASK, bind=True, shared=False, time_limit=timings.task_time_limit_s)
+    def bulk_step(self: Task, batch_id: str, token: str) -> str:
+        """Move one bulk import batch on by one step: build, submit or poll."""
+        return run_bulk_step(self.app, batch_id, token)
 
     @app.task(name=PUMP_TASK, shared=False)
     def pump() -> dict[str, Any]:
@@ -76,6 +86,48 @@ def run_sync_task(app: ContactSyncCelery, email: str, lease: str) -> str:
     return outcome.event
 
 
+def run_bulk_step(app: ContactSyncCelery, batch_id: str, token: str) -> str:
+    settings = app.settings
+    runtime = get_runtime(settings)
+    step = BulkStep(
+        runtime.bulk,
+        runtime.store,
+        runtime.client,
+        runtime.limiter,
+        runtime.bulk_limiter,
+        settings,
+        step_lease_s=settings.timings.lease_s,
+    )
+    result = step.run(batch_id, token)
+    log.info(result.event, **result.fields)
+    if settings.bulk_log_contacts:
+        for email in result.confirmed:
+            log.info("contact.synced", email=email, via="bulk", batch=batch_id)
+    return result.event
+
+
+def schedule_bulk(app: ContactSyncCelery) -> Callable[[PumpReport], None] | None:
+    """The pump's backlog-mode duty, or None when CONTACT_SYNC_BULK_MIN_BACKLOG is 0: lease
+    a batch of the due backlog when it is large, and hand out the due batch steps."""
+    settings = app.settings
+    if settings.bulk_min_backlog <= 0:
+        return None
+    limits = BulkLimits(min_backlog=settings.bulk_min_backlog)
+    runtime = get_runtime(settings)
+
+    def schedule(report: PumpReport) -> None:
+        claimed = runtime.bulk.claim_batch(limits, lease_s=settings.bulk_lease_s)
+        report.bulk_claimed += len(claimed.members)
+        steps = runtime.bulk.due_steps(
+            limit=limits.max_batches, step_lease_s=settings.timings.lease_s
+        )
+        for batch_id, token in steps:
+            app.send_task(BULK_TASK, args=[batch_id, token])
+        report.bulk_steps += len(steps)
+
+    return schedule
+
+
 def build_pump(app: ContactSyncCelery) -> Pump:
     """The pump of this process: it enqueues a sync task for every email it claims."""
     runtime = get_runtime(app.settings)
@@ -86,6 +138,7 @@ def build_pump(app: ContactSyncCelery) -> Pump:
         resolve=runtime.resolver.resolve,
         on_invalid=_log_invalid,
         on_rejected=_log_rejected,
+        schedule_bulk=schedule_bulk(app),
         consumer=f"{socket.gethostname()}:{os.getpid()}",
     )
 

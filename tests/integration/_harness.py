@@ -59,6 +59,8 @@ def drained(client: redis.Redis, keys: Keys) -> bool:
     pipe.xlen(keys.events)
     pipe.zcard(keys.due)
     pipe.zcard(keys.leases)
+    pipe.zcard(keys.bulk_leases)
+    pipe.zcard(keys.bulk_batches)
     return sum(pipe.execute()) == 0
 
 

@@ -69,6 +69,9 @@ def worker_env(redis_url: str, key_prefix: str, emulator: FakeActiveCampaign) ->
         CONTACT_SYNC_PUMP_WINDOW_S="1",
         CONTACT_SYNC_RECLAIM_IDLE_S="3",
         CONTACT_SYNC_LOG_LEVEL="INFO",
+        # The sync path's tests keep bulk import out of their way; tests/integration/
+        # test_bulk*.py turn it on.
+        CONTACT_SYNC_BULK_MIN_BACKLOG="0",
     )
     env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")
     return env

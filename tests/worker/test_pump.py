@@ -151,6 +151,8 @@ def test_cycle_ingests_claims_and_reports(store: MergeStore, recorder: Recorder)
         "paused_cycles": 0,
         "rejected": 0,
         "deferred": 0,
+        "bulk_claimed": 0,
+        "bulk_steps": 0,
     }
     assert sorted(claim.email for claim in recorder.claims) == ["a@example.com", "b@example.com"]
     assert len(recorder.invalid) == 2

@@ -286,8 +286,10 @@ def test_lease_tokens_are_unique_even_within_one_millisecond(store: MergeStore) 
         store.keys.lease_tokens,
         store.keys.claims,
         store.keys.rate_pause,
+        store.keys.bulk_mode,
+        store.keys.bulk_leases,
     ]
-    args = [10, int(LEASE_S * 1000)]
+    args = [10, int(LEASE_S * 1000), 1000, 2]
     # One transaction: claim, let the lease run out, claim again, all within microseconds.
     pipe = store.redis.pipeline(transaction=True)
     claim_script(keys=keys, args=args, client=pipe)
