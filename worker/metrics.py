@@ -66,6 +66,7 @@ _SYNC_OUTCOMES = {
     "first": "synced_unknown",  # a first sync: ActiveCampaign may have had the contact
     "unchanged": "unchanged",
     "retry": "retries",
+    "bulk": "synced_bulk",  # confirmed by a completed bulk import batch
 }
 
 
@@ -206,6 +207,29 @@ def _counters(stats: Mapping[str, int], recorded: Mapping[str, float]) -> Iterat
         "Time sync tasks spent waiting for a rate-limiter slot",
         recorded.get(LIMITER_WAIT_FIELD, 0.0),
     )
+    batches = CounterMetricFamily(
+        "contact_sync_bulk_batches_total",
+        "Bulk import batches by outcome (submitted, completed, failed, interrupted)",
+        labels=["outcome"],
+    )
+    for outcome in ("submitted", "completed", "failed", "interrupted"):
+        batches.add_metric([outcome], stats.get(f"bulk_batches_{outcome}", 0))
+    yield batches
+    yield counter(
+        "contact_sync_bulk_rate_limited_total",
+        'Bulk import answers "Rate limit exceeded." (HTTP 400); each pauses bulk import',
+        stats.get("bulk_rate_limited", 0),
+    )
+    yield counter(
+        "contact_sync_bulk_polls_total",
+        "GET /import/info requests made to follow batches",
+        stats.get("bulk_polls", 0),
+    )
+    yield counter(
+        "contact_sync_bulk_to_sync_total",
+        "Emails handed from bulk import to the sync path (what bulk cannot express, failures)",
+        stats.get("bulk_to_sync", 0),
+    )
     requests = CounterMetricFamily(
         "contact_sync_api_requests_total",
         "API requests made by sync tasks, by kind (contact_sync, contactTags, contactLists, ...)",
@@ -278,6 +302,18 @@ def _gauges(status: Status) -> Iterator[Metric]:
             "contact_sync_limiter_paused_seconds",
             "Seconds left of a pause ordered by a 429's Retry-After",
             status.limiter_paused_for_s,
+        ),
+        (
+            "contact_sync_bulk_mode",
+            "1 while the backlog drains through bulk import",
+            status.bulk_mode,
+        ),
+        ("contact_sync_bulk_batches", "Bulk import batches in flight", status.bulk_batches),
+        ("contact_sync_bulk_in_flight", "Emails in bulk import batches", status.bulk_in_flight),
+        (
+            "contact_sync_bulk_oldest_batch_age_seconds",
+            "Age of the oldest bulk import batch in flight (0 when none)",
+            status.bulk_oldest_batch_age_s or 0.0,
         ),
     ]
     for name, documentation, value in values:

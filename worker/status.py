@@ -28,6 +28,12 @@ class Status:
     limiter_paused_for_s: float
     pump_running: bool
     pump_holder: str | None  # the Celery node whose pump thread holds the lock
+    bulk_mode: bool = False  # the due backlog drains through bulk import now
+    bulk_batches: int = 0  # batches in flight: being built, waiting to submit, or submitted
+    bulk_batches_submitted: int = 0  # of which ActiveCampaign is processing
+    bulk_in_flight: int = 0  # emails in those batches
+    bulk_oldest_batch_age_s: float | None = None
+    bulk_paused_for_s: float = 0.0  # after "Rate limit exceeded." from bulk import
     counters: dict[str, int] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
@@ -50,7 +56,12 @@ def read_status(redis_client: redis.Redis, keys: Keys) -> Status:
     pipe.get(keys.rate_pause)
     pipe.get(keys.pump_lock)
     pipe.hgetall(keys.stats)
-    now, backlog, first, pending, head, leases, dead, sends, pause, pump, counters = pipe.execute()
+    pipe.exists(keys.bulk_mode)
+    pipe.zrange(keys.bulk_batches, 0, -1)
+    pipe.zcard(keys.bulk_leases)
+    pipe.get(keys.bulk_pause)
+    (now, backlog, first, pending, head, leases, dead, sends, pause, pump, counters,
+     bulk_mode, batch_ids, bulk_leases, bulk_pause) = pipe.execute()  # fmt: skip
     now_ms = now[0] * 1000 + now[1] // 1000  # TIME is (seconds, microseconds)
     unacked = 0
     try:
@@ -68,6 +79,7 @@ def read_status(redis_client: redis.Redis, keys: Keys) -> Status:
         due_now = int(client.zcount(keys.due, "-inf", now_ms))
         overdue_ms = now_ms - int(head[0][1])
         most_overdue = max(0.0, overdue_ms / 1000) if overdue_ms >= 0 else None
+    batches = _batch_ages(client, keys, [_text(item) for item in batch_ids], now_ms)
     return Status(
         stream_backlog=int(backlog),
         stream_unacked=unacked,
@@ -83,4 +95,24 @@ def read_status(redis_client: redis.Redis, keys: Keys) -> Status:
         pump_running=pump is not None,
         pump_holder=_text(pump).split("/")[0] if pump is not None else None,
         counters={_text(k): int(v) for k, v in counters.items()},
+        bulk_mode=bool(bulk_mode),
+        bulk_batches=len(batches),
+        bulk_batches_submitted=sum(1 for state, _ in batches if state == "submitted"),
+        bulk_in_flight=int(bulk_leases),
+        bulk_oldest_batch_age_s=max((age for _, age in batches), default=None),
+        bulk_paused_for_s=max(0.0, (int(bulk_pause) - now_ms) / 1000) if bulk_pause else 0.0,
     )
+
+
+def _batch_ages(
+    client: Any, keys: Keys, batch_ids: list[str], now_ms: int
+) -> list[tuple[str, float]]:
+    """(state, age in s) of each bulk batch in flight (at most a few dozen)."""
+    pipe = client.pipeline(transaction=False)
+    for batch_id in batch_ids:
+        pipe.hmget(keys.bulk_batch(batch_id), "state", "created_ms")
+    return [
+        (_text(state or b""), max(0.0, (now_ms - int(created or 0)) / 1000))
+        for state, created in pipe.execute()
+        if state is not None
+    ]

@@ -6,10 +6,14 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from prometheus_client import generate_latest
+
 from fake_activecampaign import EmulatorClient
 from producers import ContactSyncProducer
 from tests.integration._harness import WorkerPool, drained, wait_until
 from worker.keys import Keys
+from worker.metrics import build_registry
+from worker.status import read_status
 
 BULK = {"CONTACT_SYNC_BULK_MIN_BACKLOG": "300", "CONTACT_SYNC_DEBOUNCE_S": "0.5"}
 
@@ -35,6 +39,9 @@ def test_a_backlog_drains_through_bulk_import_and_live_changes_keep_the_sync_pat
         timeout_s=30,
         message="a bulk batch",
     )
+    during = read_status(redis_conn, keys)
+    assert during.bulk_batches >= 1
+    assert during.bulk_in_flight >= 11
     sent = time.time()
     producer.contact_changed("live@example.com", first_name="Live")
     wait_until(lambda: emulator_admin.contact("live@example.com"), timeout_s=15, message="live")
@@ -55,3 +62,14 @@ def test_a_backlog_drains_through_bulk_import_and_live_changes_keep_the_sync_pat
     assert stats["rate_limited"] == 0
     assert live_s < 5.0
     assert redis_conn.xlen(keys.dead) == 0
+    # contact-sync status and the metrics tell the same story.
+    after = read_status(redis_conn, keys)
+    assert (after.bulk_batches, after.bulk_in_flight) == (0, 0)
+    assert after.counters["bulk_batches_completed"] == bulk["batches_completed"]
+    assert after.counters["synced_bulk"] == bulk["contacts_applied"]
+    metrics = generate_latest(build_registry(redis_conn, keys)).decode()
+    assert (
+        f'contact_sync_bulk_batches_total{{outcome="completed"}} {bulk["batches_completed"]}.0'
+        in metrics
+    )
+    assert f'contact_sync_syncs_total{{outcome="bulk"}} {bulk["contacts_applied"]}.0' in metrics

@@ -85,6 +85,13 @@ _STATUS_LAYOUT: tuple[tuple[str, str | None], ...] = (
     ("  paused for", "limiter_paused_for_s"),
     ("Pump running", "pump_running"),
     ("  on worker", "pump_holder"),
+    ("Bulk import", None),
+    ("  backlog mode", "bulk_mode"),
+    ("  batches in flight", "bulk_batches"),
+    ("  of which submitted", "bulk_batches_submitted"),
+    ("  emails in batches", "bulk_in_flight"),
+    ("  oldest batch age", "bulk_oldest_batch_age_s"),
+    ("  paused for", "bulk_paused_for_s"),
 )
 
 
@@ -118,7 +125,7 @@ def status_text(figures: Mapping[str, Any]) -> str:
 def _figure(key: str, value: Any) -> str:
     if isinstance(value, bool):
         return "yes" if value else "no"
-    if key == "limiter_paused_for_s":
+    if key in ("limiter_paused_for_s", "bulk_paused_for_s"):
         return age(value or None)  # 0: not paused
     if key.endswith("_s") and isinstance(value, int | float):
         return age(value)
