@@ -3,7 +3,11 @@ the documented limits), while live changes keep the sync path."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
+from pathlib import Path
 from typing import Any
 
 from prometheus_client import generate_latest
@@ -73,3 +77,47 @@ def test_a_backlog_drains_through_bulk_import_and_live_changes_keep_the_sync_pat
         in metrics
     )
     assert f'contact_sync_syncs_total{{outcome="bulk"}} {bulk["contacts_applied"]}.0' in metrics
+
+
+def test_contact_sync_import_backfills_through_bulk_import(
+    workers: WorkerPool,
+    emulator_admin: EmulatorClient,
+    redis_conn: Any,
+    keys: Keys,
+    redis_url: str,
+    key_prefix: str,
+    tmp_path: Path,
+) -> None:
+    """A 600-row CSV backfill with a tag and a list column ends exact in ActiveCampaign through bulk import, with almost no /contact/sync."""
+    emulator_admin.set_bulk_speed(2000)
+    emulator_admin.define_lists("Customers")
+    list_id = str(emulator_admin.lists()[0]["id"])
+    rows = [f"imp{n}@example.com,Imported{n},{'yes' if n % 2 else ''}" for n in range(600)]
+    source = tmp_path / "users.csv"
+    source.write_text("email,firstName,vip\n" + "\n".join(rows) + "\n")
+    workers.start(1, concurrency=2, **BULK)
+    command = [
+        os.path.join(os.path.dirname(sys.executable), "contact-sync"), "import", str(source),
+        "--tag", "VIP=vip", "--list", "Customers=vip",
+    ]  # fmt: skip
+    environment = {
+        **os.environ,
+        "CONTACT_SYNC_REDIS_URL": redis_url,
+        "CONTACT_SYNC_KEY_PREFIX": key_prefix,
+    }
+    done = subprocess.run(command, env=environment, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    wait_until(
+        lambda: drained(redis_conn, keys) and len(emulator_admin.contacts()) == 600,
+        timeout_s=60,
+        interval_s=0.5,
+        message="the import drained",
+    )
+    contacts = emulator_admin.contacts()
+    for n in range(600):
+        contact = contacts[f"imp{n}@example.com"]
+        assert contact["firstName"] == f"Imported{n}"
+        assert contact["tags"] == (["VIP"] if n % 2 else [])
+        assert contact["lists"] == ({list_id: 1} if n % 2 else {})
+    assert emulator_admin.bulk_stats()["contacts_applied"] >= 550
+    assert emulator_admin.stats()["by_route"].get("POST /api/3/contact/sync", 0) < 50
