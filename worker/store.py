@@ -314,41 +314,14 @@ class MergeStore:
             replies.append(reply)
         return [_begun(reply) for reply in (pipe.execute() if pipe is not None else replies)]
 
-    def finish_sync(
-        self,
-        email: str,
-        lease: str,
-        outcome: Outcome,
-        *,
-        confirmed_ttl_s: float,
-        retry_delay_s: float = 0.0,
-        count_attempt: bool = True,
-        reason: str = "",
-        status: int | None = None,
-        errors: Any = None,
-        counter: str = "",
-        contact_id: str | None = None,
-        confirmed: Sequence[str] = (),
-    ) -> str:
+    def finish_sync(self, email: str, lease: str, outcome: Outcome, **options: Any) -> str:
         """Complete an attempt. Returns the outcome, or 'stale' if the lease was lost.
 
-        ``confirmed`` names attributes ActiveCampaign accepted before a partial failure:
-        they are confirmed, and ``outcome`` applies to the rest. ``contact_id`` is recorded
-        when the attempt learned it.
+        The options are ``finish_many``'s. ``confirmed`` names attributes ActiveCampaign
+        accepted before a partial failure: they are confirmed, and ``outcome`` applies to
+        the rest. ``contact_id`` is recorded when the attempt learned it.
         """
-        return self.finish_many(
-            [(email, lease)],
-            outcome,
-            confirmed_ttl_s=confirmed_ttl_s,
-            retry_delay_s=retry_delay_s,
-            count_attempt=count_attempt,
-            reason=reason,
-            status=status,
-            errors=errors,
-            counter=counter,
-            contact_id=contact_id,
-            confirmed=confirmed,
-        )[0]
+        return self.finish_many([(email, lease)], outcome, **options)[0]
 
     def finish_many(
         self,
