@@ -42,7 +42,6 @@ from worker.store import MergeStore
 
 __all__ = ["BulkStep", "StepResult"]
 
-BULK_PAUSE_S = 60.0  # the reference: after "Rate limit exceeded.", retry after a minute
 MAX_SUBMIT_FAILURES = 5  # then the batch's emails go through the sync path instead
 SYNC_ONLY_S = 3600.0
 ORPHAN_S = 120.0
@@ -155,10 +154,11 @@ class BulkStep:
         try:
             ac_batch = submit(self.client, entries)
         except BulkRateLimited:
-            self.bulk_limiter.pause(BULK_PAUSE_S)
+            pause_s = self.settings.bulk_pause_s
+            self.bulk_limiter.pause(pause_s)
             self.store.incr_stat("bulk_rate_limited")
-            self._save(batch, token, next_in_s=BULK_PAUSE_S, state="built")
-            return StepResult("bulk.rate_limited", {**fields, "pause_s": BULK_PAUSE_S})
+            self._save(batch, token, next_in_s=pause_s, state="built")
+            return StepResult("bulk.rate_limited", {**fields, "pause_s": pause_s})
         except BulkRefused as refused:
             return self._refused(batch, token, entries, refused)
         except RateLimited as limited:  # a 429 is not documented here; obey it all the same

@@ -73,9 +73,10 @@ def _refusal(error: ApiRejected) -> Exception:
         return BulkRateLimited(message)
     indices, reasons = [], []
     for item in body.get("failureReasons") or ():
-        if isinstance(item, dict) and isinstance(item.get("contact"), int):
+        index = item.get("contact") if isinstance(item, dict) else None
+        if isinstance(index, int) and not isinstance(index, bool):
             indices.append(item["contact"])
             reasons.append(str(item.get("failureReason") or message)[:200])
     if not indices:
-        return error  # a 400 that names no contact: the whole batch goes to the sync path
+        return error  # names no contact: retried with backoff, then the sync path (bulk.py)
     return BulkRefused(indices, reasons)

@@ -85,6 +85,7 @@ class Settings:
     bulk_min_backlog: int = 300
     bulk_rate_per_min: float = 100.0  # the account's multi-contact bulk_import requests/minute
     bulk_lease_s: float = 600.0  # how long a batch holds its emails between two polls
+    bulk_pause_s: float = 60.0  # after "Rate limit exceeded.": the reference says a minute
     bulk_log_contacts: bool = True  # one contact.synced line per contact a batch confirms
 
     @property
@@ -180,11 +181,19 @@ class Settings:
                 "CONTACT_SYNC_BULK_RATE_PER_MIN", cls.bulk_rate_per_min, minimum=1
             ),
             bulk_lease_s=reader.number("CONTACT_SYNC_BULK_LEASE_S", cls.bulk_lease_s, minimum=10),
+            bulk_pause_s=reader.number("CONTACT_SYNC_BULK_PAUSE_S", cls.bulk_pause_s, minimum=1),
             bulk_log_contacts=reader.boolean(
                 "CONTACT_SYNC_BULK_LOG_CONTACTS", cls.bulk_log_contacts
             ),
         )
         settings.timings  # noqa: B018 -- validates the timings' invariants at start
+        if settings.bulk_lease_s <= settings.timings.lease_s:
+            # A batch's emails must stay leased until another worker can take over its step.
+            raise ConfigError(
+                "CONTACT_SYNC_BULK_LEASE_S",
+                f"must be longer than CONTACT_SYNC_LEASE_S ({settings.timings.lease_s:g} s), "
+                f"got {settings.bulk_lease_s:g}",
+            )
         return settings
 
 

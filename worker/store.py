@@ -212,7 +212,14 @@ class MergeStore:
         if not events and not invalid:
             return IngestResult()
         contact_keys: dict[str, int] = {}
-        base = [self.keys.events, self.keys.due, self.keys.leases, self.keys.dead, self.keys.stats]
+        base = [
+            self.keys.events,
+            self.keys.due,
+            self.keys.leases,
+            self.keys.dead,
+            self.keys.stats,
+            self.keys.bulk_leases,
+        ]
         args: list[Any] = [CONSUMER_GROUP, int(debounce_s * 1000), len(events)]
         for entry_id, event in events:
             index = contact_keys.setdefault(event.email, len(base) + len(contact_keys) + 1)

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 import redis
 
+from worker.bulk_store import BulkLimits, BulkStore
 from worker.keys import Keys
 from worker.ratelimit import RateLimiter
 from worker.schema import decode_event, encode_event
@@ -114,3 +115,54 @@ def test_every_script_touches_only_its_declared_keys(
     limiter.pause(5)
     assert store.claim_due(max_leases=10, lease_s=60).paused_for_s > 0
     assert guard.calls == 1 + 3 * 3 + 1 + 2  # ingest, 3 x (begin, slot, finish), pause, 2 claims
+
+
+def test_the_bulk_scripts_touch_only_their_declared_keys(
+    guard: OnlyDeclaredKeys, redis_client: redis.Redis, key_prefix: str
+) -> None:
+    """bulk_claim, bulk_steps, bulk_save (save and done), bulk_extend, bulk import's limiter, and claim, begin and finish on a batch's leases in backlog mode, through a batch's life."""
+    keys = Keys(key_prefix)
+    store = MergeStore(redis_client, keys)
+    bulk = BulkStore(redis_client, keys)
+    limiter = RateLimiter.bulk(redis_client, keys, per_minute=100)
+    for name in ("_ingest", "_claim", "_begin", "_finish"):
+        setattr(store, name, guard.wrap(getattr(store, name)))
+    for name in ("_claim", "_steps", "_save", "_extend"):
+        setattr(bulk, name, guard.wrap(getattr(bulk, name)))
+    for name in ("_take", "_pause"):
+        setattr(limiter, name, guard.wrap(getattr(limiter, name)))
+    store.ensure_group()
+    emails = ["a@example.com", "b@example.com", "c@example.com", "d@example.com"]
+    valid = [(f"{n + 1}-0", event(n, email, firstName="A")) for n, email in enumerate(emails)]
+    store.ingest(valid, [], debounce_s=0)
+    bulk.mark_sync_only(["d@example.com"], for_s=60)
+
+    limits = BulkLimits(min_backlog=3, max_batch=10, min_batch=1, settled_s=0)
+    batch = bulk.claim_batch(limits, lease_s=60)
+    assert sorted(email for email, _ in batch.members) == emails[:3]
+    # Backlog mode is on: claim.lua reads the mode and expires bulk leases too.
+    assert [claim.email for claim in store.claim_due(max_leases=10, lease_s=60).claims] == [
+        "d@example.com"
+    ]
+    [(batch_id, token)] = bulk.due_steps(limit=5, step_lease_s=60)
+    assert batch_id == batch.batch_id
+    for member in batch.members:  # one at a time: the guard runs each call on its own client
+        [begun] = store.begin_many(
+            [member], lease_s=60, confirmed_ttl_s=0, leases_key=keys.bulk_leases
+        )
+        assert begun.status == "send"
+    assert limiter.try_acquire() == 0.0
+    token = bulk.save(batch_id, token, next_in_s=0, state="submitted", ac_batch="x")
+    assert token is not None
+    assert bulk.extend(batch.members, lease_s=60) == 3
+    for member in batch.members:
+        [outcome] = store.finish_many(
+            [member], "success", confirmed_ttl_s=0, leases_key=keys.bulk_leases
+        )
+        assert outcome == "success"
+    assert bulk.done(batch_id, token)
+    limiter.pause(60)
+    assert bulk.claim_batch(limits, lease_s=60).batch_id is None
+    # ingest, bulk claim, claim, steps, 3 begins, slot, save, extend, 3 finishes, done,
+    # pause, bulk claim
+    assert guard.calls == 1 + 1 + 1 + 1 + 3 + 1 + 1 + 1 + 3 + 1 + 1 + 1

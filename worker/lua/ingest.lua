@@ -1,7 +1,8 @@
 --[[ ingest.lua: merge a batch of validated events and dead-letter the invalid ones.
 
 KEYS[1]  events stream          KEYS[2] due ZSET        KEYS[3] leases ZSET
-KEYS[4]  dead-letter stream     KEYS[5] stats HASH      KEYS[6..] one contact HASH per email
+KEYS[4]  dead-letter stream     KEYS[5] stats HASH      KEYS[6] bulk leases ZSET
+KEYS[7..] one contact HASH per email
 ARGV[1]  consumer group         ARGV[2] debounce (ms)   ARGV[3] number of valid events V
 then V times:  entry id, contact key index (into KEYS), email, stamp (_layout.lua),
                attribute count A, A pairs of attribute name and value (the email not among them)
@@ -18,7 +19,8 @@ Guarantees, atomically per batch:
 - the email itself is a change (p:e, so the contact gets created) only until ActiveCampaign
   knows the contact (m:known);
 - the first change to an idle email is due `debounce` ms later; later changes never push it
-  back; an email under lease is not scheduled (its sync's completion will do it);
+  back; an email under lease, a sync's or a bulk batch's, is not scheduled (the lease's
+  completion will do it), so a change never overtakes a batch in flight;
 - every entry is acknowledged and deleted in the same step as its merge or dead letter,
   so an entry is never merged twice and never lost.
 Returns {merged events, stale events, invalid entries}.
@@ -53,7 +55,7 @@ for _ = 1, valid do
     merged = merged + 1
     redis.call('HINCRBY', key, 'm:n', 1)
     redis.call('PERSIST', key)
-    if not redis.call('ZSCORE', KEYS[3], email) then
+    if not redis.call('ZSCORE', KEYS[3], email) and not redis.call('ZSCORE', KEYS[6], email) then
       redis.call('ZADD', KEYS[2], 'NX', now + debounce, email)
     end
   else
