@@ -131,6 +131,7 @@ class BulkStep:
 
     def _rebuild(self, batch: Batch, token: str) -> StepResult:
         """A build died half-way: end the leases, so the emails are claimed afresh."""
+        token = self._own(batch, token)
         released = self.bulk.extend(batch.members, lease_s=0)
         self.bulk.done(batch.id, token)
         return StepResult("bulk.rebuilt", {"batch": batch.id, "released": released})
@@ -138,6 +139,14 @@ class BulkStep:
     # -- submit ---------------------------------------------------------------------------
 
     def _submit(self, batch: Batch, token: str) -> StepResult:
+        # Waits (the bulk limiter, a rate-limit pause, backoff) may have outlasted the
+        # emails' leases: then the sync path may have sent newer values, and this body must
+        # not land after them. Renew the leases, and rebuild unless every one still holds.
+        token = self._own(batch, token)
+        if self.bulk.extend(batch.members, lease_s=self.settings.bulk_lease_s) < len(batch.members):
+            released = self.bulk.extend(batch.members, lease_s=0)
+            self.bulk.done(batch.id, token)
+            return StepResult("bulk.leases_lost", {"batch": batch.id, "released": released})
         wait_s = self.bulk_limiter.try_acquire()
         if wait_s > 0:
             self._save(batch, token, next_in_s=wait_s)
@@ -206,6 +215,7 @@ class BulkStep:
         failures = int(batch.number("submit_failures")) + 1
         fields = {**fields, "error": type(error).__name__, "detail": str(error)[:200]}
         if failures >= MAX_SUBMIT_FAILURES:
+            token = self._own(batch, token)
             self._to_sync_path(batch.members)
             self.bulk.done(batch.id, token)
             return StepResult("bulk.abandoned", {**fields, "to_sync": len(batch.members)})
@@ -220,6 +230,7 @@ class BulkStep:
             self.bulk.extend(batch.members, lease_s=self.settings.bulk_lease_s)
             self._save(batch, token, next_in_s=left_s)
             return StepResult("bulk.orphan_wait", {"batch": batch.id, "wait_s": round(left_s, 1)})
+        token = self._own(batch, token)
         self._to_sync_path(batch.members)
         self.bulk.done(batch.id, token)
         return StepResult("bulk.orphaned", {"batch": batch.id, "to_sync": len(batch.members)})
@@ -251,6 +262,7 @@ class BulkStep:
             self.bulk.extend(batch.members, lease_s=self.settings.bulk_lease_s)
             self._save(batch, token, next_in_s=self._poll_delay_s(polls), polls=polls)
             return StepResult("bulk.pending", fields)
+        token = self._own(batch, token)
         age_s = (self._now_ms() - batch.number("submitted_ms")) / 1000
         fields["age_s"] = round(age_s, 1)
         if info.status != "completed":
@@ -301,6 +313,11 @@ class BulkStep:
             leases_key=self.bulk.keys.bulk_leases,
         )
         self.store.incr_stat("bulk_to_sync", len(members))
+
+    def _own(self, batch: Batch, token: str) -> str:
+        """Make sure this step still owns the batch before it acts on the emails (raises
+        _Superseded otherwise), with a fresh step lease for what it is about to do."""
+        return self._save(batch, token, next_in_s=self.step_lease_s)
 
     def _save(self, batch: Batch, token: str, *, next_in_s: float, **values: Any) -> str:
         new_token = self.bulk.save(batch.id, token, next_in_s=next_in_s, **values)

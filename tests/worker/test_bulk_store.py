@@ -298,7 +298,7 @@ def test_save_refuses_a_superseded_token(
     assert "body" not in loaded.fields
 
     members = [("x@example.com", "1-1")]
-    token = bulk.save(batch_id, new, next_in_s=60, state="built", members=members, polls=3)
+    token = bulk.save(batch_id, new, next_in_s=61, state="built", members=members, polls=3)
     assert token is not None
     assert token != new
     loaded = bulk.load(batch_id)
