@@ -4,5 +4,7 @@ Modules: ``run`` (the command and its table), ``figures`` (one function per meas
 figure), ``workload`` (the generated traffic and the exact count of requests it needs),
 ``stats`` (percentiles, rates, the table: pure functions), ``procs`` (redis-server, the
 emulator and Celery worker processes), ``naive_app`` (the baseline Celery app), ``chart``
-(the PNG), ``profile`` (pyinstrument over the hot paths).
+(the PNG), ``profile`` (pyinstrument over the hot paths), ``footprint`` (requests per change
+with tags, lists and fields by name), ``ingest_while_syncing`` (the pump's ingestion while
+syncs run at a high rate limit).
 """

@@ -7,18 +7,27 @@ absolute times do not.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import redis
 
 from fake_activecampaign import EmulatorClient
-from ops.bench.procs import Emulator, Worker, delete_keys, stop_workers, wait_for
-from ops.bench.stats import Figure, budget_use, drain_ratio, percentile, steady_throughput
+from ops.bench.procs import REPO, Emulator, Worker, delete_keys, stop_workers, wait_for
+from ops.bench.stats import (
+    Figure,
+    budget_use,
+    drain_ratio,
+    percentile,
+    span_rate,
+    steady_throughput,
+)
 from ops.bench.workload import Workload, WorkloadEvent, generate
 from producers import ContactSyncProducer
 from worker.keys import Keys
@@ -27,6 +36,7 @@ from worker.schema import encode_event
 from worker.store import InvalidEntry, MergeStore
 
 __all__ = [
+    "FAST_API_RATE",
     "Env",
     "Series",
     "contact_sync_workload",
@@ -34,6 +44,7 @@ __all__ = [
     "memory_figures",
     "naive_workload",
     "producer_figures",
+    "throughput_figure",
 ]
 
 KIB = 1024
@@ -49,11 +60,14 @@ class Env:
     rate: float
     log_dir: Any
     workers: list[Worker] = field(default_factory=list)
+    worker_code: Path = REPO  # the checkout whose ``worker`` package contact-sync workers run
 
     def client(self) -> redis.Redis:
         return redis.Redis.from_url(self.redis_url)
 
-    def contact_sync_worker(self, name: str, prefix: str, *, debounce_s: float) -> Worker:
+    def contact_sync_worker(
+        self, name: str, prefix: str, *, debounce_s: float, settings: dict[str, str] | None = None
+    ) -> Worker:
         env = {
             "ACTIVECAMPAIGN_URL": self.emulator.url,
             "ACTIVECAMPAIGN_API_TOKEN": self.token,
@@ -61,8 +75,10 @@ class Env:
             "CONTACT_SYNC_KEY_PREFIX": prefix,
             "CONTACT_SYNC_DEBOUNCE_S": f"{debounce_s:g}",
             "CONTACT_SYNC_RATE_LIMIT": f"{self.rate:g}",
+            **(settings or {}),
         }
-        worker = Worker("worker", name, env, self.log_dir / f"{name}.log")
+        worker = Worker("worker", name, env, self.log_dir / f"{name}.log",
+                        code_dir=self.worker_code)  # fmt: skip
         self.workers.append(worker)
         return worker.start()
 
@@ -529,3 +545,126 @@ def naive_workload(
                 "events": len(texts), "publish_s": published_s}),
     ]  # fmt: skip
     return figures, {"series": series.samples}
+
+
+# -- sync throughput at a fast API ---------------------------------------------------------
+
+# Issue 11 states its target at 1,000 requests/s: far above what one worker sends on this
+# machine, so the API's limit never binds and the figure measures the workers themselves.
+FAST_API_RATE = 1000.0
+_SYNC_PATH = "/api/3/contact/sync"
+
+
+def throughput_figure(env: Env, *, events: int, debounce_s: float = 2.0) -> Figure:
+    """Syncs/s of one contact-sync worker against tasks/s of one naive worker, at a fast API.
+
+    Each is one ``celery worker --concurrency 2`` against an emulator of this figure's own
+    that allows ``FAST_API_RATE`` requests/s (the contact-sync limiter allows the same). The
+    traffic is ``events`` changes to ``events // 10`` new emails, so contact-sync sends one
+    ``/contact/sync`` per email and the naive worker one per event. Both rates count the
+    2xx requests the emulator saw, from the first to the last: the sync stage alone, without
+    contact-sync's debounce or the naive queue's filling before it (the naive tasks are
+    queued before its worker starts, so publishing does not compete for the CPU).
+    """
+    emails = max(1, events // 10)
+    workload = generate(events=events, emails=emails, repeat_share=0, late_change_share=0)
+    texts = _encoded(workload.phases[0])
+    fast = Emulator(FAST_API_RATE, env.token, env.log_dir / "emulator-fast.log").start()
+    fast_env = dataclasses.replace(env, emulator=fast, rate=FAST_API_RATE, workers=[])
+    admin = EmulatorClient(fast.url)
+    client = env.client()
+    try:
+        ours = _contact_sync_throughput(fast_env, admin, client, texts, debounce_s=debounce_s)
+        theirs = _naive_throughput(fast_env, admin, client, texts)
+    finally:
+        fast_env.stop_workers()
+        admin.close()
+        client.close()
+        fast.stop()
+    ratio = ours["per_s"] / theirs["per_s"]
+    extra = "" if ours["requests"] == emails else f" ({ours['requests']:,} syncs for {emails:,})"
+    return Figure(
+        "sync_throughput",
+        f"sync throughput at a {FAST_API_RATE:,.0f}/s API, 1 worker --concurrency 2 "
+        f"({emails:,} new emails, {events:,} events)",
+        f"{ours['per_s']:,.0f} syncs/s vs naive {theirs['per_s']:,.0f} tasks/s = "
+        f"{ratio:.2f}x{extra}",
+        ">= 1x naive",
+        ratio >= 1,
+        {"syncs_per_s": ours["per_s"], "naive_tasks_per_s": theirs["per_s"], "ratio": ratio,
+         "events": events, "emails": emails, "api_rate_per_s": FAST_API_RATE,
+         "debounce_s": debounce_s, "worker_code": str(env.worker_code),
+         "contact_sync": ours, "naive": theirs},
+    )  # fmt: skip
+
+
+def _contact_sync_throughput(
+    env: Env, admin: EmulatorClient, client: redis.Redis, texts: list[str], *, debounce_s: float
+) -> dict[str, Any]:
+    prefix = "bench-throughput"
+    keys = Keys(prefix)
+    delete_keys(client, prefix)
+    producer = ContactSyncProducer(env.redis_url, prefix, client=client)
+    # Bulk import (issue 11) would take a backlog of new emails off /contact/sync: this
+    # figure is about the sync path, so it keeps every email on it.
+    worker = env.contact_sync_worker("throughput-cs", prefix, debounce_s=debounce_s,
+                                     settings={"CONTACT_SYNC_BULK_MIN_BACKLOG": "0"})  # fmt: skip
+    try:
+        worker.wait_ready()
+        admin.reset()
+        load = os.getloadavg()[0]
+        written_at = time.time()
+        producer.write_encoded(texts)
+        wait_for(lambda: _drained(client, keys), timeout_s=60 + len(texts) / 20,
+                 what="contact-sync to sync every email", interval_s=0.1)  # fmt: skip
+        log, stats = admin.requests_log(), admin.stats()
+    finally:
+        env.stop_workers([worker])
+        delete_keys(client, prefix)
+    arrivals = _ok_arrivals(log, stats)
+    return {
+        **_rate_summary(arrivals, stats, load),
+        "write_to_last_request_s": max(arrivals) - written_at,
+    }
+
+
+def _naive_throughput(
+    env: Env, admin: EmulatorClient, client: redis.Redis, texts: list[str]
+) -> dict[str, Any]:
+    naive = naive_tasks(env)
+    delete_keys(client, NAIVE_PREFIX)
+    admin.reset()
+    for text in texts:
+        naive.sync_event.apply_async(args=[text])
+    load = os.getloadavg()[0]
+    worker = env.naive_worker("throughput-naive")
+    try:
+
+        def through() -> bool:
+            done, gave_up = client.mget(naive.done_key(), naive.gave_up_key())
+            return int(done or 0) + int(gave_up or 0) >= len(texts)
+
+        wait_for(through, timeout_s=60 + len(texts) / 20, what="the naive tasks",
+                 interval_s=0.1)  # fmt: skip
+        log, stats = admin.requests_log(), admin.stats()
+    finally:
+        env.stop_workers([worker])
+        delete_keys(client, NAIVE_PREFIX)
+    return _rate_summary(_ok_arrivals(log, stats), stats, load)
+
+
+def _ok_arrivals(log: list[dict[str, Any]], stats: dict[str, Any]) -> list[float]:
+    if stats["requests_total"] > len(log):
+        raise RuntimeError("the emulator's request log was cut; run fewer events")
+    return [r["t"] for r in log if r["path"] == _SYNC_PATH and 200 <= r["status"] < 300]
+
+
+def _rate_summary(arrivals: list[float], stats: dict[str, Any], load: float) -> dict[str, Any]:
+    return {
+        "per_s": span_rate(arrivals),
+        "requests": len(arrivals),
+        "first_to_last_s": max(arrivals) - min(arrivals),
+        "rate_limited": stats["rate_limited"],
+        # Other work on a shared machine moves these rates more than anything measured here.
+        "loadavg_1min_at_start": load,
+    }

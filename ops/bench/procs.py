@@ -156,6 +156,9 @@ class Worker:
     log_path: Path
     concurrency: int = 2
     extra_args: tuple[str, ...] = ()
+    # Where the app's package is imported from: another checkout measures "before" against
+    # this one in the same run (``python -m ops.bench --worker-code DIR``).
+    code_dir: Path = REPO
     process: subprocess.Popen[bytes] | None = None
     _log: IO[bytes] | None = None
 
@@ -166,8 +169,8 @@ class Worker:
         self._log = self.log_path.open("ab")
         self.process = subprocess.Popen(  # noqa: S603 - our own fixed arguments
             command,
-            env={**_clean_env(), **self.env},
-            cwd=REPO,
+            env={**_clean_env(self.code_dir), **self.env},
+            cwd=self.code_dir,
             stdout=self._log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
@@ -196,8 +199,8 @@ class Worker:
 
 
 def stop_workers(workers: list[Worker], timeout_s: float = 15) -> None:
-    """SIGTERM every worker at once, then wait: a pump finishing its window delays them all
-    by the same few seconds instead of one after another."""
+    """SIGTERM every worker at once, then wait: each takes about 2.5 s to stop its prefork
+    pool, and in parallel they take it once instead of one after another."""
     for worker in workers:
         if worker.process is not None and worker.process.poll() is None:
             worker.process.terminate()
@@ -205,11 +208,12 @@ def stop_workers(workers: list[Worker], timeout_s: float = 15) -> None:
         worker.stop(timeout_s)
 
 
-def _clean_env() -> dict[str, str]:
+def _clean_env(code_dir: Path = REPO) -> dict[str, str]:
     env = {name: value for name, value in os.environ.items()
            if not name.startswith(_OUR_VARIABLES)}  # fmt: skip
     env["PYTHONUNBUFFERED"] = "1"
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+    # First on the path, so its packages win over the editable install's finder.
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(code_dir), env.get("PYTHONPATH")]))
     return env
 
 

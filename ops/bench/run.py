@@ -1,11 +1,12 @@
-"""``make bench`` / ``make bench-quick``: measure every figure of issue 4 in one run.
+"""``make bench`` / ``make bench-quick``: measure every figure of docs/performance.md in one run.
 
 Starts a private redis-server and the emulator (both on free loopback ports), runs each
 figure against contact-sync's real worker processes and against the naive baseline
 (``ops/bench/naive_app.py``) in the same run, prints the table, writes
 ``bench-results.json`` and draws ``docs/perf/bench-{full,quick}.png``.
 
-    python -m ops.bench [--quick] [--rate 100] [--naive-cap-s 300] [--strict]
+    python -m ops.bench [--quick] [--rate 100] [--naive-cap-s 300] [--only GROUPS]
+                        [--worker-code DIR] [--strict]
 """
 
 from __future__ import annotations
@@ -30,7 +31,9 @@ from ops.bench.procs import REPO, Emulator, PrivateRedis
 from ops.bench.stats import Figure, format_table
 from ops.bench.workload import generate
 
-__all__ = ["QUICK", "Scale", "main"]
+__all__ = ["GROUPS", "QUICK", "Scale", "main"]
+
+GROUPS = ("producer", "memory", "ingest", "workload", "footprint", "throughput")
 
 
 @dataclass(frozen=True)
@@ -50,6 +53,7 @@ class Scale:
     idle_samples: int
     naive_cap_s: float
     footprint_contacts: int
+    throughput_events: int  # for a tenth as many new emails, at figures.FAST_API_RATE
 
 
 # 50 requests/s, not the real 5: drains finish in minutes, and the budget ratios stay
@@ -58,12 +62,12 @@ class Scale:
 FULL = Scale(rate=50, producer_calls=20_000, send_many_batch=50_000, naive_publish_calls=5_000,
              memory_contacts=5_000, ingest_events=50_000, naive_ingest_events=6_000,
              workload_events=50_000, workload_emails=5_000, debounce_s=10, idle_samples=60,
-             naive_cap_s=300, footprint_contacts=200)  # fmt: skip
+             naive_cap_s=300, footprint_contacts=200, throughput_events=10_000)  # fmt: skip
 # Under 2 minutes on a 2-core machine: fewer events, and the naive run cut short.
 QUICK = Scale(rate=50, producer_calls=3_000, send_many_batch=10_000, naive_publish_calls=1_000,
               memory_contacts=1_000, ingest_events=10_000, naive_ingest_events=1_500,
               workload_events=5_000, workload_emails=500, debounce_s=2, idle_samples=15,
-              naive_cap_s=15, footprint_contacts=50)  # fmt: skip
+              naive_cap_s=15, footprint_contacts=50, throughput_events=4_000)  # fmt: skip
 
 
 def machine(redis_version: str) -> dict[str, Any]:
@@ -93,9 +97,20 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", type=Path, default=REPO / "bench-results.json")
     parser.add_argument("--chart", type=Path, help="PNG path (default docs/perf/bench-MODE.png)")
     parser.add_argument("--log-dir", type=Path, help="keep worker and emulator logs here")
-    parser.add_argument("--only", help="comma-separated: producer,memory,ingest,workload,footprint")
+    parser.add_argument("--only", type=_groups, help=f"comma-separated: {','.join(GROUPS)}")
+    parser.add_argument(
+        "--worker-code", type=Path, default=REPO, help="run contact-sync workers from this checkout"
+    )
     parser.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
     return parser
+
+
+def _groups(text: str) -> set[str]:
+    chosen = set(text.split(","))
+    unknown = sorted(chosen - set(GROUPS))
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown group(s) {unknown}; choose from {GROUPS}")
+    return chosen
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -104,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     overrides = {k: v for k, v in (("rate", args.rate), ("naive_cap_s", args.naive_cap_s)) if v}
     scale = Scale(**{**scale.__dict__, **overrides})
     mode = "quick" if args.quick else "full"
-    groups = set((args.only or "producer,memory,ingest,workload,footprint").split(","))
+    groups = args.only or set(GROUPS)
     chart_path = args.chart or REPO / "docs" / "perf" / f"bench-{mode}.png"
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="contact-sync-bench-") as scratch:
@@ -113,7 +128,8 @@ def main(argv: list[str] | None = None) -> int:
         server = PrivateRedis(Path(scratch) / "redis").start()
         token = secrets.token_hex(16)
         emulator = Emulator(scale.rate, token, log_dir / "emulator.log")
-        env = figures.Env(server.url, emulator, token, scale.rate, log_dir)
+        env = figures.Env(server.url, emulator, token, scale.rate, log_dir,
+                          worker_code=args.worker_code.resolve())  # fmt: skip
         try:
             emulator.start()
             info = machine(server.version())
@@ -136,6 +152,7 @@ def main(argv: list[str] | None = None) -> int:
         "elapsed_s": round(elapsed, 1),
         "command": "python -m ops.bench " + shlex.join(sys.argv[1:] if argv is None else argv),
         "machine": info,
+        "worker_code": str(args.worker_code.resolve()),
         "scale": scale.__dict__,
         "figures": {row.key: row.as_json() for row in rows},
         "table_markdown": format_table(rows, markdown=True),
@@ -187,6 +204,11 @@ def run_figures(
         step(f"requests per change with tags, a list and a field by perstag: "
              f"{scale.footprint_contacts} changes, ours and RudderStack's pattern")  # fmt: skip
         rows.append(footprint_figure(env, contacts=scale.footprint_contacts))
+    if "throughput" in groups:
+        events = scale.throughput_events
+        step(f"sync throughput at a {figures.FAST_API_RATE:g}/s API: {events:,} events, "
+             f"{events // 10:,} new emails, one worker -c 2, contact-sync vs naive")  # fmt: skip
+        rows.append(figures.throughput_figure(env, events=events))
     return rows, raw
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -13,7 +14,9 @@ __all__ = [
     "drain_ratio",
     "format_table",
     "ideal_drain_s",
+    "longest_stall_s",
     "percentile",
+    "span_rate",
     "steady_throughput",
     "windowed_rate",
 ]
@@ -135,3 +138,27 @@ def format_table(figures: Sequence[Figure], *, markdown: bool = False) -> str:
              for row in rows]  # fmt: skip
     lines.insert(1, "  ".join("-" * width for width in widths))
     return "\n".join(line.rstrip() for line in lines)
+
+
+def span_rate(arrivals_s: Sequence[float]) -> float:
+    """Items/s from the first arrival to the last: the ``n - 1`` after the first over the span.
+
+    Counting from the first arrival, not from a start signal, leaves out whatever came before
+    the work (a debounce, a queue filling); raises ValueError for fewer than two arrivals or
+    a span of zero.
+    """
+    if len(arrivals_s) < 2:
+        raise ValueError("a rate needs at least two arrivals")
+    span_s = max(arrivals_s) - min(arrivals_s)
+    if span_s <= 0:
+        raise ValueError("the arrivals span no time")
+    return (len(arrivals_s) - 1) / span_s
+
+
+def longest_stall_s(samples: Sequence[tuple[float, int]]) -> float:
+    """The longest time between polled ``(time_s, items done)`` samples with no progress."""
+    longest = stall = 0.0
+    for (t1, done1), (t2, done2) in itertools.pairwise(samples):
+        stall = stall + (t2 - t1) if done2 == done1 else 0.0
+        longest = max(longest, stall)
+    return longest

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import pytest
 
+from ops.bench.run import FULL, GROUPS, QUICK, _parser
 from ops.bench.stats import (
     Figure,
     budget_use,
     drain_ratio,
     format_table,
     ideal_drain_s,
+    longest_stall_s,
     percentile,
+    span_rate,
     steady_throughput,
     windowed_rate,
 )
@@ -73,6 +76,39 @@ def test_steady_throughput_ignores_start_up() -> None:
     assert steady_throughput(samples, total=500) == 200.0
     with pytest.raises(ValueError, match="completion"):
         steady_throughput([(0.0, 0), (1.0, 10)], total=500)
+
+
+def test_span_rate_counts_from_the_first_arrival_to_the_last() -> None:
+    """Five arrivals over 2 s are 2 per second: the four after the first over the span."""
+    assert span_rate([10.0, 10.5, 11.0, 11.5, 12.0]) == 2.0
+    assert span_rate([3.0, 1.0]) == 0.5  # order does not matter
+    with pytest.raises(ValueError, match="two arrivals"):
+        span_rate([1.0])
+    with pytest.raises(ValueError, match="no time"):
+        span_rate([1.0, 1.0])
+
+
+def test_longest_stall_is_the_longest_run_of_samples_without_progress() -> None:
+    """A stall runs from the last sample with progress to the next one with progress."""
+    samples = [(0.0, 0), (0.1, 50), (0.2, 50), (0.5, 50), (0.6, 80), (0.7, 80), (0.8, 90)]
+    assert longest_stall_s(samples) == pytest.approx(0.4)
+    assert longest_stall_s([(0.0, 0), (1.0, 10)]) == 0.0
+
+
+def test_only_accepts_the_known_groups_and_both_scales_run_the_throughput_figure() -> None:
+    """--only takes any of the groups, throughput included, and refuses a misspelt one."""
+    assert _parser().parse_args(["--only", "throughput,ingest"]).only == {"throughput", "ingest"}
+    assert "throughput" in GROUPS
+    with pytest.raises(SystemExit):
+        _parser().parse_args(["--only", "througput"])
+    assert FULL.throughput_events // 10 >= QUICK.throughput_events // 10 >= 100
+
+
+def test_a_throughput_workload_makes_every_email_new_and_needs_one_sync_each() -> None:
+    """No repeats and no second phase: N events for N/10 emails need exactly N/10 syncs."""
+    workload = generate(events=400, emails=40, repeat_share=0, late_change_share=0)
+    assert [len(phase) for phase in workload.phases] == [400, 0]
+    assert workload.needed == [40, 0]
 
 
 def test_every_email_needs_one_request_for_a_first_batch() -> None:
