@@ -1,7 +1,8 @@
 """The pump: stream -> validate -> merge, then due emails -> sync tasks.
 
-Exactly one pump runs at a time across all workers (``PumpLock``). It loops for a short
-window, so due syncs start within a fraction of a second, then hands over to a fresh task.
+Exactly one pump runs at a time across all workers (``PumpLock``), in a thread of one
+worker's main process (``worker/pump_thread.py``). It cycles every 100 ms or faster, so due
+syncs start within a fraction of a second; a window bounds one ``run`` and its report.
 While the rate limiter is paused by a 429, it claims nothing (claim.lua), so a long
 Retry-After costs no more Redis work than an idle system.
 """

@@ -12,6 +12,7 @@ so another worker takes over at its next retry instead of after the lock's TTL.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -72,19 +73,20 @@ class PumpThread(threading.Thread):
         if self._stopping.is_set():  # stop() came between acquire and publishing the lock
             lock.stop()
         log.info("pump.started", holder=lock.token)
-        reason = "stopped"
+        reason = "error"  # unless the loop below ends normally
         try:
             pump = self.make_pump()
             while not lock.stop_requested:
                 report = pump.run(lock)
                 self.on_report(report)
                 if not lock.stop_requested and not lock.keep():
-                    reason = "lock_lost"
                     break
+            reason = "stopped" if lock.stop_requested else "lock_lost"
         finally:
             self._lock = None
-            lock.release()
             log.info("pump.stopped", holder=lock.token, reason=reason)
+            with contextlib.suppress(Exception):  # Redis down: the lock expires on its own
+                lock.release()
         return True
 
     def _unhealthy(self, exc: Exception) -> None:
