@@ -84,7 +84,7 @@ class Pump:
         store: MergeStore,
         *,
         settings: Settings,
-        enqueue_sync: Callable[[Claim], Any],
+        enqueue_syncs: Callable[[list[Claim]], Any],
         resolve: Callable[[ContactEvent], Resolved],
         on_invalid: Callable[[InvalidEntry], Any] = lambda entry: None,
         on_rejected: Callable[[RejectedAttributes], Any] = lambda letter: None,
@@ -98,7 +98,7 @@ class Pump:
         self.store = store
         self.settings = settings
         self.timings = timings or settings.timings
-        self.enqueue_sync = enqueue_sync
+        self.enqueue_syncs = enqueue_syncs
         self.resolve = resolve
         self.on_invalid = on_invalid
         self.on_rejected = on_rejected
@@ -145,8 +145,8 @@ class Pump:
         claimed = self.store.claim_due(max_leases=self.max_leases, lease_s=self.timings.lease_s)
         report.expired_leases += claimed.expired
         report.paused_cycles += claimed.paused_for_s > 0
-        for claim in claimed.claims:
-            self.enqueue_sync(claim)
+        if claimed.claims:
+            self.enqueue_syncs(claimed.claims)
         report.claimed += len(claimed.claims)
         if self.schedule_bulk is not None:
             self.schedule_bulk(report)

@@ -87,6 +87,19 @@ class Settings:
     bulk_lease_s: float = 600.0  # how long a batch holds its emails between two polls
     bulk_pause_s: float = 60.0  # after "Rate limit exceeded.": the reference says a minute
     bulk_log_contacts: bool = True  # one contact.synced line per contact a batch confirms
+    # Producers: replicas that must acknowledge an event (WAIT) before it counts as sent.
+    producer_min_replicas: int = 0
+    producer_wait_timeout_ms: int = 1000
+
+    @property
+    def sync_chunk(self) -> int:
+        """Emails per sync task: 1 up to 50 requests/s, then one more per 50/s, at most 20.
+
+        At the account's 5/s a task per email costs nothing that matters and keeps every
+        email's own task (Flower, time limits); at 1,000/s Celery's per-task cost is most of
+        the work, and 20 emails a task cut it twentyfold.
+        """
+        return max(1, min(20, int(self.rate_limit // 50)))
 
     @property
     def celery_broker_url(self) -> str:

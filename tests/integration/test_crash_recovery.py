@@ -86,11 +86,19 @@ class ActiveSync:
 def _active_syncs(control: Celery, worker: WorkerProcess) -> list[ActiveSync]:
     hostname = f"{worker.name}@localhost"
     reply = control.control.inspect(destination=[hostname], timeout=2.0, limit=1).active() or {}
-    return [
-        ActiveSync(task["args"][0], task["kwargs"].get("lease", ""), task["worker_pid"], start)
-        for task in reply.get(hostname, [])
-        if task["name"] == "contact_sync.sync_contact" and (start := task.get("time_start"))
-    ]
+    syncs = []
+    for task in reply.get(hostname, []):
+        start = task.get("time_start")
+        if not start:
+            continue
+        if task["name"] == "contact_sync.sync_contact":
+            pairs = [(task["args"][0], task["kwargs"].get("lease", ""))]
+        elif task["name"] == "contact_sync.sync_contacts":  # several emails a task, from 100/s
+            pairs = list(zip(task["args"][0], task["args"][1], strict=True))
+        else:
+            continue
+        syncs += [ActiveSync(email, lease, task["worker_pid"], start) for email, lease in pairs]
+    return syncs
 
 
 def _wait_exact(

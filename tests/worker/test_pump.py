@@ -119,7 +119,7 @@ def make_pump(
     return Pump(
         store,
         settings=Settings(**options),  # type: ignore[arg-type]
-        enqueue_sync=recorder.claims.append,
+        enqueue_syncs=recorder.claims.extend,
         resolve=Resolved,  # references stay as written: no catalog in these tests
         on_invalid=recorder.invalid.append,
         consumer=consumer,
