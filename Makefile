@@ -45,7 +45,7 @@ $(BENCH_STAMP): $(STAMP) pyproject.toml
 bench: $(BENCH_STAMP)  ## every figure of docs/performance.md; writes bench-results.json and docs/perf/
 	$(PY) -m ops.bench
 
-bench-quick: $(BENCH_STAMP)  ## the same figures at a smaller scale, under 2 minutes
+bench-quick: $(BENCH_STAMP)  ## the same figures at a smaller scale, in a few minutes
 	$(PY) -m ops.bench --quick
 
 clean:

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from ops.bench import chart, figures
+from ops.bench.backlog import backlog_figures
 from ops.bench.footprint import footprint_figure
 from ops.bench.procs import REPO, Emulator, PrivateRedis
 from ops.bench.stats import Figure, format_table
@@ -33,7 +34,7 @@ from ops.bench.workload import generate
 
 __all__ = ["GROUPS", "QUICK", "Scale", "main"]
 
-GROUPS = ("producer", "memory", "ingest", "workload", "footprint", "throughput")
+GROUPS = ("producer", "memory", "ingest", "workload", "footprint", "throughput", "backlog")
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,7 @@ class Scale:
     naive_cap_s: float
     footprint_contacts: int
     throughput_events: int  # for a tenth as many new emails, at figures.FAST_API_RATE
+    backlog_emails: int  # new emails drained through bulk import at the real limits
 
 
 # 50 requests/s, not the real 5: drains finish in minutes, and the budget ratios stay
@@ -62,12 +64,14 @@ class Scale:
 FULL = Scale(rate=50, producer_calls=20_000, send_many_batch=50_000, naive_publish_calls=5_000,
              memory_contacts=5_000, ingest_events=50_000, naive_ingest_events=6_000,
              workload_events=50_000, workload_emails=5_000, debounce_s=10, idle_samples=60,
-             naive_cap_s=300, footprint_contacts=200, throughput_events=10_000)  # fmt: skip
+             naive_cap_s=300, footprint_contacts=200, throughput_events=10_000,
+             backlog_emails=100_000)  # fmt: skip
 # Under 2 minutes on a 2-core machine: fewer events, and the naive run cut short.
 QUICK = Scale(rate=50, producer_calls=3_000, send_many_batch=10_000, naive_publish_calls=1_000,
               memory_contacts=1_000, ingest_events=10_000, naive_ingest_events=1_500,
               workload_events=5_000, workload_emails=500, debounce_s=2, idle_samples=15,
-              naive_cap_s=15, footprint_contacts=50, throughput_events=4_000)  # fmt: skip
+              naive_cap_s=15, footprint_contacts=50, throughput_events=4_000,
+              backlog_emails=10_000)  # fmt: skip
 
 
 def machine(redis_version: str) -> dict[str, Any]:
@@ -209,6 +213,10 @@ def run_figures(
         step(f"sync throughput at a {figures.FAST_API_RATE:g}/s API: {events:,} events, "
              f"{events // 10:,} new emails, one worker -c 2, contact-sync vs naive")  # fmt: skip
         rows.append(figures.throughput_figure(env, events=events))
+    if "backlog" in groups:
+        step(f"backlog of {scale.backlog_emails:,} new emails through bulk import, the emulator "
+             f"at the real limits (5/s, bulk 100/minute), a live change every 2 s")  # fmt: skip
+        rows += backlog_figures(env.redis_url, env.token, env.log_dir, emails=scale.backlog_emails)
     return rows, raw
 
 
