@@ -75,6 +75,8 @@ class Env:
             "CONTACT_SYNC_KEY_PREFIX": prefix,
             "CONTACT_SYNC_DEBOUNCE_S": f"{debounce_s:g}",
             "CONTACT_SYNC_RATE_LIMIT": f"{self.rate:g}",
+            # These figures measure the sync path; backlog mode has its own (backlog.py).
+            "CONTACT_SYNC_BULK_MIN_BACKLOG": "0",
             **(settings or {}),
         }
         worker = Worker("worker", name, env, self.log_dir / f"{name}.log",

@@ -12,12 +12,15 @@ from __future__ import annotations
 
 import datetime as dt
 import random
+import time
 from typing import Any
 
 import requests
 
 from fake_activecampaign import EmulatorClient
+from ops.bench.procs import wait_for
 from ops.bench.stats import Figure
+from producers import ContactSyncProducer
 from worker.catalog import Catalog
 from worker.client import ActiveCampaignClient
 from worker.keys import Keys
@@ -29,7 +32,7 @@ from worker.settings import Secret, Settings
 from worker.store import MergeStore
 from worker.sync import sync_contact
 
-__all__ = ["footprint_figure"]
+__all__ = ["footprint_figure", "footprint_workers_figure"]
 
 PREFIX = "bench-footprint"
 TAGS = ("Trial", "VIP")
@@ -50,6 +53,85 @@ def footprint_figure(env: Any, *, contacts: int) -> Figure:
         passed=ours < theirs,
         values={"ours": ours, "rudderstack": theirs, "contacts": contacts},
     )
+
+
+def footprint_workers_figure(env: Any, *, contacts: int) -> Figure:
+    """429s with 4 worker processes (2 workers x 2) on footprint traffic: every contact gets
+    a name, a field by perstag, 2 tags (one new to the account), a list and a company, then
+    a second change removes a tag and moves the company; the limiter = the emulator's rate."""
+    admin = EmulatorClient(env.emulator.url)
+    admin.reset()
+    admin.define_fields(
+        [{"title": "Shirt size", "type": "dropdown", "perstag": "SHIRT_SIZE", "options": SIZES}],
+        replace=True,
+    )
+    admin.define_lists("Newsletter")
+    prefix = f"{PREFIX}-w-{random.getrandbits(32):08x}"
+    client = env.client()
+    producer = ContactSyncProducer(env.redis_url, prefix, source="bench")
+    workers = [env.contact_sync_worker(f"fw{n}", prefix, debounce_s=0.5) for n in (1, 2)]
+    started = time.monotonic()
+    try:
+        for worker in workers:
+            worker.wait_ready()
+        emails = [f"fw{n}@example.com" for n in range(contacts)]
+        producer.send_many(
+            {
+                "email": email,
+                "firstName": f"N{n}",
+                "fields": {"%SHIRT_SIZE%": SIZES[n % 3]},
+                "tags": {"Trial": True, f"Cohort {n % 5}": True},
+                "lists": {"Newsletter": "subscribed"},
+                "account": f"Company {n % 7}",
+            }
+            for n, email in enumerate(emails)
+        )
+        wait_for(lambda: _footprint_done(admin, emails, moved=False), timeout_s=600,
+                 what="the first footprint changes", interval_s=0.5)  # fmt: skip
+        producer.send_many(
+            {"email": email, "tags": {"Trial": False}, "account": "Moved Inc"} for email in emails
+        )
+        wait_for(lambda: _footprint_done(admin, emails, moved=True), timeout_s=600,
+                 what="the second footprint changes", interval_s=0.5)  # fmt: skip
+        stats = admin.stats()
+    finally:
+        env.stop_workers(workers)
+        producer.close()
+        for name in client.scan_iter(match=f"{prefix}:*"):
+            client.delete(name)
+        client.close()
+    elapsed = time.monotonic() - started
+    limited = stats["rate_limited"]
+    return Figure(
+        key="footprint_rate_limited",
+        name=f"429 responses, 4 worker processes, footprint traffic ({contacts} contacts x 2)",
+        measured=(
+            f"{limited} in {stats['requests_total']:,} requests over {elapsed:.0f} s "
+            f"(max {stats['max_per_second']} in a second, limit {env.rate:g})"
+        ),
+        target="0",
+        passed=limited == 0,
+        values={
+            "rate_limited": limited,
+            "requests": stats["requests_total"],
+            "max_per_second": stats["max_per_second"],
+            "rate_per_s": env.rate,
+        },
+    )
+
+
+def _footprint_done(admin: EmulatorClient, emails: list[str], *, moved: bool) -> bool:
+    contacts = admin.contacts()
+    for email in emails:
+        contact = contacts.get(email)
+        if contact is None:
+            return False
+        tagged = "Trial" in contact["tags"]
+        if tagged == moved or (contact["account"] == "Moved Inc") != moved:
+            return False
+        if not contact["lists"]:
+            return False
+    return True
 
 
 def _requests_per_change(admin: EmulatorClient, run: Any, contacts: int) -> float:

@@ -27,7 +27,7 @@ from typing import Any
 
 from ops.bench import chart, figures
 from ops.bench.backlog import backlog_figures
-from ops.bench.footprint import footprint_figure
+from ops.bench.footprint import footprint_figure, footprint_workers_figure
 from ops.bench.procs import REPO, Emulator, PrivateRedis
 from ops.bench.stats import Figure, format_table
 from ops.bench.workload import generate
@@ -208,6 +208,9 @@ def run_figures(
         step(f"requests per change with tags, a list and a field by perstag: "
              f"{scale.footprint_contacts} changes, ours and RudderStack's pattern")  # fmt: skip
         rows.append(footprint_figure(env, contacts=scale.footprint_contacts))
+        step(f"429s with 4 worker processes on footprint traffic: {scale.footprint_contacts} "
+             f"contacts, each changed twice")  # fmt: skip
+        rows.append(footprint_workers_figure(env, contacts=scale.footprint_contacts))
     if "throughput" in groups:
         events = scale.throughput_events
         step(f"sync throughput at a {figures.FAST_API_RATE:g}/s API: {events:,} events, "
