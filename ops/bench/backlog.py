@@ -14,6 +14,7 @@ the 400 rate-limit answers, the polls and the live changes' latency.
 from __future__ import annotations
 
 import argparse
+import os
 import secrets
 import statistics
 import tempfile
@@ -70,11 +71,14 @@ def backlog_figures(
     redis_url: str, token: str, log_dir: Path, *, emails: int, debounce_s: float = 1.0
 ) -> list[Figure]:
     emulator = Emulator(API_RATE, token, log_dir / "backlog-emulator.log").start()
+    speed = os.environ.get("BENCH_BULK_SPEED")
     workers: list[Worker] = []
     client = redis.Redis.from_url(redis_url)
     producer = ContactSyncProducer(redis_url, PREFIX, source="bench")
     try:
         admin = EmulatorClient(emulator.url)
+        if speed:
+            admin.set_bulk_speed(float(speed))
         env = {
             "ACTIVECAMPAIGN_URL": emulator.url,
             "ACTIVECAMPAIGN_API_TOKEN": token,
@@ -83,6 +87,12 @@ def backlog_figures(
             "CONTACT_SYNC_DEBOUNCE_S": f"{debounce_s:g}",
             "CONTACT_SYNC_RATE_LIMIT": f"{API_RATE:g}",
             "CONTACT_SYNC_BULK_LOG_CONTACTS": "false",
+            # The limiter's jitter margin (ms); BENCH_RATE_MARGIN_MS overrides the default.
+            **(
+                {"CONTACT_SYNC_RATE_MARGIN_MS": os.environ["BENCH_RATE_MARGIN_MS"]}
+                if os.environ.get("BENCH_RATE_MARGIN_MS")
+                else {}
+            ),
         }
         for n in range(2):
             workers.append(
@@ -156,6 +166,7 @@ def _figures(
         "polls": routes.get("GET /api/3/import/info", 0),
         "contact_syncs": routes.get("POST /api/3/contact/sync", 0),
         "api_429s": stats["rate_limited"],
+        "max_api_requests_in_a_second": stats["max_per_second"],
         "contacts_applied": bulk["contacts_applied"],
     }
     live_p50 = statistics.median(live) if live else None
