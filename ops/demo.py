@@ -58,6 +58,7 @@ from fake_activecampaign import EmulatorClient
 from producers import ContactSyncProducer
 from worker.deadletters import DeadLetters
 from worker.keys import Keys
+from worker.redis_client import connect
 from worker.status import read_status
 
 LOCAL_REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -207,7 +208,7 @@ def run(config: Config, cleanup: ExitStack) -> int:
     token = secrets.token_hex(16)
     config.log_dir.mkdir(parents=True, exist_ok=True)
     redis_url = obtain_redis(cleanup, prefix)
-    client = redis.Redis.from_url(redis_url)
+    client = connect(redis_url)  # a sentinel:// URL works too
     cleanup.callback(client.close)
     cleanup.callback(report_deleted_keys, client, prefix)
 

@@ -17,6 +17,8 @@ from typing import IO, Any
 
 import redis
 
+from worker.redis_client import connect
+
 REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent  # the venv's bin/: celery and contact-sync live beside python
 
@@ -42,7 +44,7 @@ def start_private_redis(workdir: Path) -> tuple[subprocess.Popen[bytes], str]:
 
 
 def answers_ping(url: str) -> bool:
-    client = redis.Redis.from_url(url, socket_connect_timeout=0.5, socket_timeout=1)
+    client = connect(url, timeout_s=1)
     try:
         return bool(client.ping())
     except redis.RedisError:

@@ -116,6 +116,9 @@ class ContactSyncProducer:
 
     Validation happens here, in the calling application, so a bad call fails at once
     with ``InvalidContactEvent``. Writing is one ``XADD``; it never waits on the API.
+    With ``min_replicas`` > 0 the ``XADD`` is followed, in the same round trip, by
+    ``WAIT min_replicas wait_timeout_ms``: an event counts as sent only once that many
+    replicas hold it, so it survives a failover (docs/sentinel.md).
     """
 
     def __init__(
@@ -126,17 +129,33 @@ class ContactSyncProducer:
         source: str | None = None,
         client: redis.Redis | None = None,
         socket_timeout_s: float = 5.0,
+        min_replicas: int = _DEFAULTS.producer_min_replicas,
+        wait_timeout_ms: int = _DEFAULTS.producer_wait_timeout_ms,
     ) -> None:
+        if min_replicas < 0 or wait_timeout_ms < 1:
+            raise ValueError("min_replicas must be >= 0 and wait_timeout_ms >= 1")
         self.keys = Keys(key_prefix)
         self.source = source
+        self.min_replicas = min_replicas
+        self.wait_timeout_ms = wait_timeout_ms
+        if min_replicas:
+            # WAIT holds the reply for up to its timeout: the socket must wait longer.
+            socket_timeout_s = max(socket_timeout_s, wait_timeout_ms / 1000 + 1)
         self.redis = client or connect(redis_url, timeout_s=socket_timeout_s)
         self._xadd_many = self.redis.register_script(_XADD_MANY)
 
     @classmethod
     def from_env(cls, *, source: str | None = None) -> ContactSyncProducer:
-        """Build a producer from CONTACT_SYNC_REDIS_URL and CONTACT_SYNC_KEY_PREFIX."""
+        """Build a producer from CONTACT_SYNC_REDIS_URL, CONTACT_SYNC_KEY_PREFIX,
+        CONTACT_SYNC_PRODUCER_MIN_REPLICAS and CONTACT_SYNC_PRODUCER_WAIT_TIMEOUT_MS."""
         settings = Settings.from_env()
-        return cls(settings.redis_url, settings.key_prefix, source=source)
+        return cls(
+            settings.redis_url,
+            settings.key_prefix,
+            source=source,
+            min_replicas=settings.producer_min_replicas,
+            wait_timeout_ms=settings.producer_wait_timeout_ms,
+        )
 
     def contact_changed(
         self,
@@ -212,13 +231,28 @@ class ContactSyncProducer:
         return PreparedEvent(event_id, text)
 
     def write_prepared(self, prepared: PreparedEvent) -> str:
-        """Append one prepared event with a single ``XADD``. Returns its id; raises EnqueueError."""
+        """Append one prepared event with a single ``XADD``. Returns its id; raises EnqueueError.
+
+        With ``min_replicas``, EnqueueError also when fewer replicas acknowledged the event
+        within ``wait_timeout_ms``: the master holds it, but a failover may lose it. Sending
+        it again is safe: a repeated event changes nothing (last write wins).
+        """
         try:
-            self.redis.xadd(self.keys.events, {"event": prepared.text})
+            if not self.min_replicas:
+                self.redis.xadd(self.keys.events, {"event": prepared.text})
+                return prepared.id
+            # XADD and WAIT in one round trip, on one connection: WAIT counts the replicas
+            # that have every write made on its own connection so far.
+            pipe = self.redis.pipeline(transaction=False)
+            pipe.xadd(self.keys.events, {"event": prepared.text})
+            pipe.wait(self.min_replicas, self.wait_timeout_ms)
+            _, acknowledged = pipe.execute()
         except redis.RedisError as exc:
             raise EnqueueError(
                 f"could not enqueue event {prepared.id}: {type(exc).__name__}: {exc}"
             ) from exc
+        if acknowledged < self.min_replicas:
+            raise EnqueueError(f"event {prepared.id}: {self._shortfall(acknowledged)}")
         return prepared.id
 
     def send_many(
@@ -261,20 +295,43 @@ class ContactSyncProducer:
 
         Each chunk is one script call, so it is written entirely or not at all. When one
         fails, the earlier chunks stay written and EnqueueError says how many events they
-        held (``written``): resume with ``encoded[written:]``.
+        held (``written``): resume with ``encoded[written:]``. With ``min_replicas``, a
+        chunk that too few replicas acknowledged in time also fails (it is on the master;
+        resending it is safe) and is not counted in ``written``.
         """
         written = 0
         for start in range(0, len(encoded), MAX_CHUNK):
             chunk = encoded[start : start + MAX_CHUNK]
+            what = f"events {written + 1:,} to {written + len(chunk):,} of {len(encoded):,}"
             try:
-                self._xadd_many(keys=[self.keys.events], args=chunk)
+                acknowledged = self._write_chunk(chunk)
             except redis.RedisError as exc:
                 raise EnqueueError(
-                    f"could not enqueue events {written + 1:,} to {written + len(chunk):,} "
-                    f"of {len(encoded):,}: {type(exc).__name__}: {exc}",
-                    written=written,
+                    f"could not enqueue {what}: {type(exc).__name__}: {exc}", written=written
                 ) from exc
+            if acknowledged < self.min_replicas:
+                raise EnqueueError(f"{what}: {self._shortfall(acknowledged)}", written=written)
             written += len(chunk)
+
+    def _write_chunk(self, chunk: Sequence[str]) -> int:
+        """One script call for ``chunk``; returns the replicas that acknowledged it."""
+        if not self.min_replicas:
+            self._xadd_many(keys=[self.keys.events], args=chunk)
+            return 0
+        pipe = self.redis.pipeline(transaction=False)
+        # EVAL, not EVALSHA: a pipeline cannot load a script the server lacks (a new master
+        # after a failover, say) and then retry it. Redis caches the compiled script anyway.
+        pipe.eval(_XADD_MANY, 1, self.keys.events, *chunk)
+        pipe.wait(self.min_replicas, self.wait_timeout_ms)
+        _, acknowledged = pipe.execute()
+        return int(acknowledged)
+
+    def _shortfall(self, acknowledged: int) -> str:
+        return (
+            f"written to the Redis master, but {acknowledged} of the {self.min_replicas} "
+            f"replicas required acknowledged it within {self.wait_timeout_ms} ms; a failover "
+            "may lose it (sending it again is safe)"
+        )
 
     def close(self) -> None:
         self.redis.close()

@@ -17,6 +17,7 @@ from celery.apps.worker import Worker as _CeleryWorker
 
 from worker.errors import ConfigError
 from worker.logging import bind_task_context, celery_setup_logging, clear_task_context
+from worker.redis_client import SentinelUrl, is_sentinel_url
 from worker.settings import Settings
 
 __all__ = ["ContactSyncCelery", "app_from_env", "create_app"]
@@ -50,7 +51,15 @@ def create_app(settings: Settings) -> ContactSyncCelery:
     from worker.lifecycle import ContactSyncStep
     from worker.tasks import register_tasks
 
-    app = ContactSyncCelery("contact_sync", broker=settings.celery_broker_url, set_as_current=False)
+    broker_url = settings.celery_broker_url
+    # Our sentinel:// URL names the master; kombu wants one URL per sentinel and the name as
+    # a transport option. Both come from the one URL, so the broker follows the same master.
+    sentinel = SentinelUrl.parse(broker_url) if is_sentinel_url(broker_url) else None
+    app = ContactSyncCelery(
+        "contact_sync",
+        broker=sentinel.kombu_url() if sentinel else broker_url,
+        set_as_current=False,
+    )
     app.settings = settings
     app.conf.update(
         # Ack after the task ran, not when it was received: a crash mid-task re-delivers it.
@@ -74,10 +83,13 @@ def create_app(settings: Settings) -> ContactSyncCelery:
         worker_redirect_stdouts=False,
         broker_connection_retry_on_startup=True,
     )
-    if settings.celery_broker_url.startswith(("redis://", "rediss://", "unix://")):
+    if sentinel is not None or broker_url.startswith(("redis://", "rediss://", "unix://")):
         # Keep kombu's keys under our prefix too, so several deployments can share one Redis.
-        app.conf.broker_transport_options = {"global_keyprefix": f"{settings.key_prefix}:kombu:"}
-    if settings.celery_broker_url.startswith("rediss://"):
+        app.conf.broker_transport_options = {
+            "global_keyprefix": f"{settings.key_prefix}:kombu:",
+            **(sentinel.kombu_transport_options() if sentinel else {}),
+        }
+    if broker_url.startswith("rediss://"):
         # kombu connects to a rediss:// URL without ssl_* parameters with certificate checks
         # off (it only logs a warning). Require them, as redis-py (producers, the merge store)
         # does by default. ssl_* parameters in the URL still take precedence.

@@ -65,7 +65,9 @@ class EnqueueError(ContactSyncError):
 
     ``written`` counts the events enqueued before the failure: always a whole number of
     chunks from the start of the call, in order, so a caller can resume at ``written``.
-    0 for a single event, which is then not enqueued.
+    0 for a single event, which is then not enqueued, except after a ``WAIT`` that too few
+    replicas acknowledged (``CONTACT_SYNC_PRODUCER_MIN_REPLICAS``): the event is then on the
+    master but not counted, and sending it again is safe.
     """
 
     def __init__(self, message: str, *, written: int = 0) -> None:

@@ -16,6 +16,7 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 from worker.errors import ConfigError
+from worker.redis_client import SentinelUrl, is_sentinel_url
 from worker.timings import Timings
 
 __all__ = ["Secret", "Settings"]
@@ -142,7 +143,7 @@ class Settings:
             activecampaign_url=reader.api_url("ACTIVECAMPAIGN_URL", allow_insecure=allow_insecure),
             api_token=reader.token(),
             redis_url=reader.redis_url("CONTACT_SYNC_REDIS_URL", cls.redis_url),
-            broker_url=env.get("CELERY_BROKER_URL") or None,
+            broker_url=reader.broker_url("CELERY_BROKER_URL"),
             key_prefix=reader.key_prefix("CONTACT_SYNC_KEY_PREFIX", cls.key_prefix),
             debounce_s=reader.number("CONTACT_SYNC_DEBOUNCE_S", cls.debounce_s, minimum=0),
             rate_limit=reader.number("CONTACT_SYNC_RATE_LIMIT", cls.rate_limit, minimum=0.01),
@@ -197,6 +198,16 @@ class Settings:
             bulk_pause_s=reader.number("CONTACT_SYNC_BULK_PAUSE_S", cls.bulk_pause_s, minimum=1),
             bulk_log_contacts=reader.boolean(
                 "CONTACT_SYNC_BULK_LOG_CONTACTS", cls.bulk_log_contacts
+            ),
+            producer_min_replicas=int(
+                reader.number(
+                    "CONTACT_SYNC_PRODUCER_MIN_REPLICAS", cls.producer_min_replicas, minimum=0
+                )
+            ),
+            producer_wait_timeout_ms=int(
+                reader.number(
+                    "CONTACT_SYNC_PRODUCER_WAIT_TIMEOUT_MS", cls.producer_wait_timeout_ms, minimum=1
+                )
             ),
         )
         settings.timings  # noqa: B018 -- validates the timings' invariants at start
@@ -262,13 +273,25 @@ class _Reader:
         raw = self._raw(name)
         if raw is None:
             return default
-        scheme = urlsplit(raw).scheme
-        if scheme == "sentinel":
-            # Celery's broker understands sentinel://, redis-py's from_url does not; the merge
-            # store would fail later and less clearly, so refuse it here.
-            raise ConfigError(name, "sentinel:// is not supported yet; use redis:// or rediss://")
-        if scheme not in {"redis", "rediss", "unix"}:
-            raise ConfigError(name, "must be a redis://, rediss:// or unix:// URL")
+        if is_sentinel_url(raw):
+            return self._sentinel_url(name, raw)
+        if urlsplit(raw).scheme not in {"redis", "rediss", "unix"}:
+            raise ConfigError(name, "must be a redis://, rediss://, unix:// or sentinel:// URL")
+        return raw
+
+    def broker_url(self, name: str) -> str | None:
+        """Passed to Celery as given, except a sentinel:// URL, which must be in our form."""
+        raw = self._raw(name)
+        if raw is not None and is_sentinel_url(raw):
+            return self._sentinel_url(name, raw)
+        return raw
+
+    @staticmethod
+    def _sentinel_url(name: str, raw: str) -> str:
+        try:
+            SentinelUrl.parse(raw)
+        except ValueError as exc:
+            raise ConfigError(name, str(exc)) from None
         return raw
 
     def api_url(self, name: str, *, allow_insecure: bool) -> str | None:

@@ -22,6 +22,7 @@ import yaml
 
 from worker.cli.app import cli
 from worker.errors import ConfigError
+from worker.redis_client import SentinelUrl
 from worker.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -32,6 +33,8 @@ RUNBOOK = ROOT / "ops" / "runbook.md"
 
 DEFAULT_SERVICES = {"redis", "worker", "flower"}
 DEV_SERVICES = {"fake-activecampaign", "worker-dev", "flask-app", "django-app"}
+SENTINELS = {"sentinel-1", "sentinel-2", "sentinel-3"}
+SENTINEL_SERVICES = {"redis-master", "redis-replica", "worker-sentinel"} | SENTINELS
 WORKER_COMMAND = ["celery", "-A", "worker", "worker", "--concurrency", "4"]
 TOKEN_FILE = "/run/secrets/activecampaign_api_token"
 # Something that looks like a credential (ActiveCampaign's keys are 72 hex digits): a long
@@ -131,7 +134,7 @@ def test_docker_compose_accepts_the_file_with_and_without_the_dev_profile(
             check=False,
         )
 
-    for profile in ((), ("--profile", "dev")):
+    for profile in ((), ("--profile", "dev"), ("--profile", "sentinel")):
         result = config(*profile, FLOWER_BASIC_AUTH="ops:secret")
         assert result.returncode == 0, result.stderr
     missing = config()
@@ -140,11 +143,54 @@ def test_docker_compose_accepts_the_file_with_and_without_the_dev_profile(
 
 
 def test_services_by_profile(services: dict[str, dict[str, Any]]) -> None:
-    """Redis, worker and Flower run by default; the emulator, its worker and the examples only under the dev profile."""
+    """Redis, worker and Flower run by default; the emulator, its worker and the examples only under the dev profile; the Sentinel deployment and its worker only under the sentinel profile."""
     default = {name for name, service in services.items() if not service.get("profiles")}
     dev = {name for name, service in services.items() if "dev" in service.get("profiles", [])}
+    sentinel = {
+        name for name, service in services.items() if "sentinel" in service.get("profiles", [])
+    }
     assert default == DEFAULT_SERVICES
     assert dev == DEV_SERVICES
+    assert sentinel == SENTINEL_SERVICES
+
+
+def test_sentinel_profile_runs_a_master_a_replica_and_three_sentinels(
+    compose: dict[str, Any], services: dict[str, dict[str, Any]]
+) -> None:
+    """The master and its replica persist (AOF, noeviction, a volume each); three sentinels watch the master with a quorum of 2; the worker's one URL names those sentinels and the master they watch, and settings accept it."""
+    for name in ("redis-master", "redis-replica"):
+        command = " ".join(_command(services[name]))
+        assert "--appendonly yes" in command
+        assert "--maxmemory-policy noeviction" in command
+        assert f"--replica-announce-ip {name}" in command
+        (volume,) = services[name]["volumes"]
+        assert volume.split(":")[0] in compose["volumes"]
+        assert services[name]["healthcheck"]["test"][1:] == ["redis-cli", "ping"]
+    assert "--replicaof redis-master 6379" in " ".join(_command(services["redis-replica"]))
+    monitored = set()
+    for name in SENTINELS:
+        command = " ".join(_command(services[name]))
+        assert command.endswith("redis-server /data/sentinel.conf --sentinel")
+        assert "'port 26379'" in command
+        assert "'sentinel resolve-hostnames yes'" in command
+        (monitor,) = re.findall(r"'sentinel monitor (\S+) (\S+) (\d+) (\d+)'", command)
+        monitored.add(monitor)
+        assert services[name]["healthcheck"]["test"][1:] == ["redis-cli", "-p", "26379", "ping"]
+    ((master_name, host, port, quorum),) = monitored
+    assert (host, port, int(quorum)) == ("redis-master", "6379", len(SENTINELS) // 2 + 1)
+
+    worker = services["worker-sentinel"]
+    assert _command(worker) == WORKER_COMMAND
+    assert "ports" not in worker
+    assert int(str(worker["stop_grace_period"]).rstrip("s")) >= 60
+    assert {name: dep["condition"] for name, dep in worker["depends_on"].items()} == {
+        name: "service_healthy" for name in SENTINELS
+    }
+    env = _container_env(worker, {"ACTIVECAMPAIGN_URL": "https://acct.api-us1.com"})
+    env["ACTIVECAMPAIGN_API_TOKEN_FILE"] = ""  # the secret exists only in a container
+    url = SentinelUrl.parse(Settings.from_env(env).redis_url)
+    assert set(url.sentinels) == {(name, 26379) for name in SENTINELS}
+    assert url.master_name == master_name
 
 
 def test_redis_is_persistent_never_evicts_and_has_a_healthcheck(

@@ -140,14 +140,45 @@ def test_unknown_log_level_or_format_names_the_variable(name: str, value: str) -
         "localhost:6379",
         "postgres://db/0",
         "var/run/redis.sock",
-        "sentinel://sentinel:26379/mymaster",
     ],
 )
 def test_redis_url_needs_a_redis_scheme(url: str) -> None:
-    """CONTACT_SYNC_REDIS_URL must be redis://, rediss:// or unix:// (Sentinel is refused, not half-supported)."""
+    """CONTACT_SYNC_REDIS_URL must be redis://, rediss://, unix:// or sentinel://."""
     with pytest.raises(ConfigError) as caught:
         load(CONTACT_SYNC_REDIS_URL=url)
     assert caught.value.variable == "CONTACT_SYNC_REDIS_URL"
+
+
+@pytest.mark.parametrize("variable", ["CONTACT_SYNC_REDIS_URL", "CELERY_BROKER_URL"])
+@pytest.mark.parametrize(
+    ("url", "complaint"),
+    [
+        ("sentinel://s1:26379/", "names no master"),
+        ("sentinel://s1:26379;sentinel://s2:26379/mymaster", "commas"),
+        ("sentinel://:secret@s1:port/mymaster", "port"),
+        ("sentinel://s1/mymaster/zero", "/<master-name>[/<db>]"),
+        ("sentinel://:secret@s1/mymaster?ssl=true", "no query string"),
+        ("sentinel://,s2/mymaster", "no host"),
+    ],
+)
+def test_a_malformed_sentinel_url_is_refused_at_start(
+    variable: str, url: str, complaint: str
+) -> None:
+    """A sentinel:// URL not in the documented form raises ConfigError naming the variable, the fault and the form, never the password."""
+    with pytest.raises(ConfigError) as caught:
+        load(**{variable: url})
+    assert caught.value.variable == variable
+    assert complaint in str(caught.value)
+    assert "/<master-name>[/<db>]" in str(caught.value)
+    assert "secret" not in str(caught.value)
+
+
+def test_a_sentinel_url_is_accepted_for_redis_and_broker() -> None:
+    """A well-formed sentinel:// URL is kept as given, and the broker follows it by default."""
+    url = "sentinel://:pw@s1:26379,s2,s3:26380/mymaster/2"
+    settings = load(CONTACT_SYNC_REDIS_URL=url)
+    assert settings.redis_url == url
+    assert settings.celery_broker_url == url
 
 
 @pytest.mark.parametrize(
