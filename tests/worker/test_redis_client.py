@@ -180,6 +180,8 @@ def test_a_client_follows_the_master_through_a_manual_failover(
     try:
         client.set("cs-test-before", "1")
         assert client.connection_pool.get_master_address()[1] == old_port
+        # Replication is asynchronous: fail over only once the replica has the write.
+        _until(lambda: promoted.get("cs-test-before") == b"1", "the write replicated")
         _until(lambda: _failover(sentinel, deployment.master_name), "a failover accepted")
         _until(lambda: deployment.master_port() == new_port, "the replica promoted")
         time.sleep(MASTER_CHECK_INTERVAL_S + 0.1)
