@@ -47,7 +47,7 @@ from worker.settings import Settings
 __all__ = ["contact_changed_on_commit", "get_producer", "sync_on_save"]
 
 _SETTING = "CONTACT_SYNC"
-_KEYS = frozenset({"REDIS_URL", "KEY_PREFIX", "SOURCE"})
+_KEYS = frozenset({"REDIS_URL", "KEY_PREFIX", "SOURCE", "MIN_REPLICAS", "WAIT_TIMEOUT_MS"})
 
 #: Names a model attribute, or computes the value from the instance.
 AttributeSource = str | Callable[[Any], Any]
@@ -84,12 +84,21 @@ def _build_producer() -> ContactSyncProducer:
         )
     redis_url = config.get("REDIS_URL")
     key_prefix = config.get("KEY_PREFIX")
-    if redis_url is None or key_prefix is None:
+    min_replicas = config.get("MIN_REPLICAS")
+    wait_timeout_ms = config.get("WAIT_TIMEOUT_MS")
+    env = Settings()  # the defaults
+    if None in (redis_url, key_prefix, min_replicas, wait_timeout_ms):
         # Only now read the environment: a fully configured app does not depend on it.
         env = Settings.from_env()
-        redis_url = env.redis_url if redis_url is None else redis_url
-        key_prefix = env.key_prefix if key_prefix is None else key_prefix
-    return ContactSyncProducer(redis_url, key_prefix, source=config.get("SOURCE"))
+    return ContactSyncProducer(
+        env.redis_url if redis_url is None else redis_url,
+        env.key_prefix if key_prefix is None else key_prefix,
+        source=config.get("SOURCE"),
+        min_replicas=env.producer_min_replicas if min_replicas is None else int(min_replicas),
+        wait_timeout_ms=(
+            env.producer_wait_timeout_ms if wait_timeout_ms is None else int(wait_timeout_ms)
+        ),
+    )
 
 
 def _reset_producer(*, setting: str, **kwargs: Any) -> None:

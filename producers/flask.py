@@ -50,15 +50,22 @@ class ContactSync:
 
     def init_app(self, app: Flask) -> None:
         """Build this app's producer and store it in ``app.extensions["contact_sync"]``."""
-        redis_url = app.config.get("CONTACT_SYNC_REDIS_URL")
-        key_prefix = app.config.get("CONTACT_SYNC_KEY_PREFIX")
-        if redis_url is None or key_prefix is None:
-            # Only now read the environment: a fully configured app does not depend on it.
-            env = Settings.from_env()
-            redis_url = env.redis_url if redis_url is None else redis_url
-            key_prefix = env.key_prefix if key_prefix is None else key_prefix
+        config = app.config
+        names = ("REDIS_URL", "KEY_PREFIX", "PRODUCER_MIN_REPLICAS", "PRODUCER_WAIT_TIMEOUT_MS")
+        given = {name: config.get(f"CONTACT_SYNC_{name}") for name in names}
+        # Only read the environment for what the app leaves out: a fully configured app does
+        # not depend on it.
+        env = Settings.from_env() if None in given.values() else Settings()
+        min_replicas = given["PRODUCER_MIN_REPLICAS"]
+        wait_timeout_ms = given["PRODUCER_WAIT_TIMEOUT_MS"]
         app.extensions[EXTENSION_KEY] = ContactSyncProducer(
-            redis_url, key_prefix, source=app.config.get("CONTACT_SYNC_SOURCE")
+            env.redis_url if given["REDIS_URL"] is None else given["REDIS_URL"],
+            env.key_prefix if given["KEY_PREFIX"] is None else given["KEY_PREFIX"],
+            source=config.get("CONTACT_SYNC_SOURCE"),
+            min_replicas=env.producer_min_replicas if min_replicas is None else int(min_replicas),
+            wait_timeout_ms=(
+                env.producer_wait_timeout_ms if wait_timeout_ms is None else int(wait_timeout_ms)
+            ),
         )
 
     @property

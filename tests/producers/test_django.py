@@ -224,6 +224,17 @@ def test_missing_keys_fall_back_to_environment(monkeypatch, redis_url, key_prefi
         assert producer.redis.ping()
 
 
+def test_min_replicas_comes_from_the_setting_or_the_environment(monkeypatch, redis_url, key_prefix):
+    """MIN_REPLICAS and WAIT_TIMEOUT_MS in CONTACT_SYNC win; left out, the environment's."""
+    base = {"REDIS_URL": redis_url, "KEY_PREFIX": key_prefix}
+    with override_settings(CONTACT_SYNC={**base, "MIN_REPLICAS": 1, "WAIT_TIMEOUT_MS": 250}):
+        producer = get_producer()
+        assert (producer.min_replicas, producer.wait_timeout_ms) == (1, 250)
+    monkeypatch.setenv("CONTACT_SYNC_PRODUCER_MIN_REPLICAS", "2")
+    with override_settings(CONTACT_SYNC=base):
+        assert get_producer().min_replicas == 2
+
+
 def test_unknown_setting_key_is_a_config_error():
     """A misspelt CONTACT_SYNC key fails with a ConfigError that names it."""
     with (

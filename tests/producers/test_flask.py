@@ -178,3 +178,21 @@ def test_bad_tags_and_lists_raise_before_writing(app, redis_client, key_prefix):
         "lists": {"News": ['Must be "subscribed" or "unsubscribed".']},
     }
     assert redis_client.exists(f"{key_prefix}:events") == 0
+
+
+def test_min_replicas_comes_from_the_app_config_or_the_environment(
+    monkeypatch: pytest.MonkeyPatch, redis_url: str, key_prefix: str
+) -> None:
+    """CONTACT_SYNC_PRODUCER_MIN_REPLICAS / _WAIT_TIMEOUT_MS in app.config win; left out, the environment's."""
+    base = {"CONTACT_SYNC_REDIS_URL": redis_url, "CONTACT_SYNC_KEY_PREFIX": key_prefix}
+    app = create_app(
+        {
+            **base,
+            "CONTACT_SYNC_PRODUCER_MIN_REPLICAS": 1,
+            "CONTACT_SYNC_PRODUCER_WAIT_TIMEOUT_MS": 250,
+        }
+    )
+    producer = app.extensions["contact_sync"]
+    assert (producer.min_replicas, producer.wait_timeout_ms) == (1, 250)
+    monkeypatch.setenv("CONTACT_SYNC_PRODUCER_MIN_REPLICAS", "2")
+    assert create_app(base).extensions["contact_sync"].min_replicas == 2

@@ -266,6 +266,18 @@ def test_enqueue_prints_the_id_and_writes_the_event(
     assert event.source == "ops:test"
 
 
+def test_enqueue_waits_for_replicas_and_fails_clearly_without_them(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With CONTACT_SYNC_PRODUCER_MIN_REPLICAS=1 on a Redis without replicas, `enqueue` does not report the event as sent: WAIT times out and it exits non-zero saying so."""
+    monkeypatch.setenv("CONTACT_SYNC_PRODUCER_MIN_REPLICAS", "1")
+    monkeypatch.setenv("CONTACT_SYNC_PRODUCER_WAIT_TIMEOUT_MS", "50")
+    code, out, err = run(capsys, "enqueue", "--email", EMAIL)
+    assert code != 0
+    assert "replica" in err.lower()
+    assert out == ""
+
+
 def test_enqueue_json_prints_the_id(
     capsys: pytest.CaptureFixture[str], redis_client: redis.Redis, key_prefix: str
 ) -> None:

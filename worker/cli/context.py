@@ -55,7 +55,12 @@ class CliState:
 
     def producer(self) -> ContactSyncProducer:
         """A producer on a client of its own from ``connect()``; close it when done."""
-        return ContactSyncProducer(key_prefix=self.settings.key_prefix, client=self.connect())
+        return ContactSyncProducer(
+            key_prefix=self.settings.key_prefix,
+            client=self.connect(),
+            min_replicas=self.settings.producer_min_replicas,
+            wait_timeout_ms=self.settings.producer_wait_timeout_ms,
+        )
 
     def redis_location(self) -> str:
         """Where Redis is, for messages: the URL without its credentials."""
