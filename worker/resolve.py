@@ -22,7 +22,8 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
-from worker.catalog import Catalog, CatalogUnavailable, is_id
+from worker.catalog import Catalog, is_id
+from worker.errors import ApiError
 from worker.event import ContactEvent
 from worker.field_values import InvalidFieldValue, format_value
 
@@ -63,7 +64,7 @@ class Resolver:
             if name.startswith("field:"):
                 try:
                     definition = self.catalog.field(name[6:])
-                except CatalogUnavailable:
+                except ApiError:  # the read failed now (or CatalogUnavailable: moments ago)
                     if not is_id(name[6:]):
                         raise Unresolvable(name) from None
                     # An id needs no catalog to be merged: sent as written, as v1 always was.
@@ -82,7 +83,7 @@ class Resolver:
             elif name.startswith("list:"):
                 try:
                     list_id = self.catalog.list_id(name[5:])
-                except CatalogUnavailable:
+                except ApiError:
                     if not is_id(name[5:]):
                         raise Unresolvable(name) from None
                     list_id = name[5:]

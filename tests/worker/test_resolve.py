@@ -10,6 +10,7 @@ import pytest
 import redis
 
 from worker.catalog import Catalog, Kind
+from worker.errors import ApiConfigError
 from worker.keys import Keys
 from worker.resolve import Resolver, Unresolvable
 from worker.schema import ContactEvent
@@ -98,3 +99,19 @@ def test_without_a_catalog_ids_pass_and_names_wait(
         resolver.resolve(event(**{"field:%SHIRT_SIZE%": "M"}))
     with pytest.raises(Unresolvable):
         resolver.resolve(event(**{"list:Newsletter": "1"}))
+
+
+def test_a_failed_catalog_read_merges_ids_as_written_and_defers_names(
+    redis_client: redis.Redis, key_prefix: str
+) -> None:
+    """The very read that fails (a 403, say) already lets a field or list by id through as written; a perstag is left for later (Unresolvable), and so it stays while the failure lasts."""
+
+    def fetch(kind: Kind) -> Iterable[Mapping[str, Any]]:
+        raise ApiConfigError(403, ["bad token"])
+
+    failing = Resolver(Catalog(redis_client, Keys(key_prefix), fetch=fetch, memo_s=0))
+    resolved = failing.resolve(event(**{"field:6": "2008-01-20", "list:3": "1"}))
+    assert resolved.event.attributes == {"field:6": "2008-01-20", "list:3": "1"}
+    assert resolved.rejected == []
+    with pytest.raises(Unresolvable):
+        failing.resolve(event(**{"field:%SHIRT_SIZE%": "L"}))
