@@ -73,7 +73,9 @@ def test_too_few_replicas_in_time_raise_enqueue_error(pair, master_client, key_p
     producer = ContactSyncProducer(pair[0].url, key_prefix, min_replicas=2, wait_timeout_ms=200)
     started = time.monotonic()
     try:
-        with pytest.raises(EnqueueError, match=r"[01] of the 2 replicas required .* 200 ms") as info:
+        with pytest.raises(
+            EnqueueError, match=r"[01] of the 2 replicas required .* 200 ms"
+        ) as info:
             producer.contact_changed("jon@example.com", first_name="John")
     finally:
         producer.close()
