@@ -144,7 +144,7 @@ def _assert_accepted_events_decode(client: redis.Redis, keys: Keys, count: int) 
 
 @pytest.mark.slow
 @settings(
-    max_examples=1_000,
+    max_examples=600,
     deadline=None,
     suppress_health_check=[
         HealthCheck.function_scoped_fixture,  # one producer and stream for every example

@@ -185,7 +185,7 @@ def schema_result(contact: Any, *, version: int = 2) -> dict[str, Any] | None:
     return loaded
 
 
-@settings(max_examples=1200, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=600, suppress_health_check=[HealthCheck.too_slow])
 @given(st.one_of(contacts, near_valid, near_valid_v2))
 def test_fast_path_agrees_with_the_schema(contact: dict[str, Any]) -> None:
     """Whenever the fast path returns a contact, the schema accepts it and returns the same, in the same key order."""
@@ -194,7 +194,7 @@ def test_fast_path_agrees_with_the_schema(contact: dict[str, Any]) -> None:
         assert json.dumps(plain) == json.dumps(schema_result(contact))
 
 
-@settings(max_examples=800, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=400, suppress_health_check=[HealthCheck.too_slow])
 @given(st.one_of(contacts, near_valid, near_valid_v2))
 def test_v1_fast_path_agrees_with_the_v1_schema(contact: dict[str, Any]) -> None:
     """With version=1 the fast path answers only what the v1 schema accepts, with its result."""
@@ -321,7 +321,7 @@ near_valid_events = st.fixed_dictionaries(
 )
 
 
-@settings(max_examples=1000, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=500, suppress_health_check=[HealthCheck.too_slow])
 @given(st.one_of(events, near_valid_events))
 def test_event_fast_path_agrees_with_the_schema(document: dict[str, Any]) -> None:
     """Whenever the event fast path answers, the event schema accepts the document with the same values."""
