@@ -180,8 +180,11 @@ def test_master_killed_mid_run_loses_no_acknowledged_event(
     assert all(at >= killed_at for at, _, _ in stream.refused), "a send failed before the kill"
     recovered_at = min((at for at, _ in stream.returned if at > killed_at), default=None)
     assert recovered_at is not None, "no send succeeded after the failover"
-    # Once a send succeeded on the new master, none failed to find a master again.
-    assert not [e for at, _, e in stream.refused if at > recovered_at and _no_master(e)]
+    # Once a send succeeded on the new master, none failed to find a master a few seconds
+    # later. (Right after it, a sentinel that has not yet heard of the promotion can still
+    # name the dead master to a new connection: seen once under a loaded suite.)
+    settled_at = recovered_at + 3.0
+    assert not [e for at, _, e in stream.refused if at > settled_at and _no_master(e)]
 
     client = connect(cluster.url)
     try:
