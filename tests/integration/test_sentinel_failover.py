@@ -136,6 +136,12 @@ def _sync_gap(log: list[dict[str, Any]], killed_at: float) -> tuple[float, float
 
 
 @pytest.mark.slow
+@pytest.mark.xfail(
+    strict=False,
+    reason="issue 12 open: with two replicas and MIN_REPLICAS=1, Sentinel can promote the "
+    "replica that did not acknowledge an event (seen once: 6 of ~1,000 lost under load); "
+    "docs/sentinel.md",
+)
 def test_master_killed_mid_run_loses_no_acknowledged_event(
     cluster: SentinelCluster,
     workers: WorkerPool,
