@@ -19,7 +19,7 @@ from tests.integration._harness import TOKEN, WorkerPool, wait_until
 USER, PASSWORD = "ops", "flower-test-password"
 EMAILS = ("user.one@example.com", "user.two@example.com", "uma@example.com")
 MASKED = "u***@example.com"
-SYNC, PUMP = "contact_sync.sync_contact", "contact_sync.pump"
+SYNC, PUMP, BULK = "contact_sync.sync_contact", "contact_sync.pump", "contact_sync.bulk_step"
 
 
 class Flower:
@@ -158,3 +158,30 @@ def test_flower_metrics_are_served_without_auth(start_flower: Callable[..., Flow
     response = flower.get("/metrics", auth=None)
     assert response.status_code == 200
     assert "flower_" in response.text
+
+
+def test_flower_shows_bulk_import_batches_and_their_outcomes(
+    workers: WorkerPool,
+    start_flower: Callable[..., Flower],
+    producer: ContactSyncProducer,
+    emulator_admin: EmulatorClient,
+) -> None:
+    """In backlog mode each batch step is a contact_sync.bulk_step task in Flower, its result the step's outcome (bulk.built, bulk.submitted, bulk.completed); its arguments name the batch, never an email or the token."""
+    flower = start_flower(f"--basic-auth={USER}:{PASSWORD}")
+    # A small threshold, so that 60 emails make a backlog (the default is 300).
+    workers.start(1, CONTACT_SYNC_DEBOUNCE_S="0.2", CONTACT_SYNC_BULK_MIN_BACKLOG="20")
+    wait_until(lambda: "w1@localhost" in flower.get("/api/workers?refresh=1").text, timeout_s=20)
+    emails = [f"backlog{n}@example.com" for n in range(60)]
+    producer.send_many({"email": email, "firstName": "Bulk"} for email in emails)
+
+    def completed() -> list[dict[str, Any]] | None:
+        steps = _succeeded(_tasks(flower), BULK)
+        return steps if any(step["result"] == repr("bulk.completed") for step in steps) else None
+
+    steps = wait_until(completed, timeout_s=40, interval_s=0.25, message="a completed batch")
+    results = {step["result"] for step in steps}
+    assert {repr("bulk.built"), repr("bulk.submitted"), repr("bulk.completed")} <= results
+    body = flower.get("/api/tasks").text
+    assert TOKEN not in body
+    assert not any(email in body for email in emails)
+    assert emulator_admin.bulk_stats()["batches_completed"] >= 1
