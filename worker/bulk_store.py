@@ -168,13 +168,6 @@ class BulkStore:
         until_ms = int(self._now_ms() + for_s * 1000)
         self.redis.zadd(self.keys.bulk_sync_only, dict.fromkeys(emails, until_ms))
 
-    def in_flight(self) -> list[tuple[str, float]]:
-        """(batch id, next step due in ms) of every batch, oldest id order not guaranteed."""
-        return [
-            (text(member), float(score))
-            for member, score in self.redis.zrange(self.keys.bulk_batches, 0, -1, withscores=True)
-        ]
-
     def _now_ms(self) -> float:
         seconds, micros = self.redis.time()
         return int(seconds) * 1000 + int(micros) / 1000
