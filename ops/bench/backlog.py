@@ -109,16 +109,19 @@ def backlog_figures(
         enqueued_s = time.monotonic() - started
         trickle = LiveTrickle(producer, admin)
         trickle.start()
+        # Cheap checks while it drains (reading 100,000 contacts every second would load the
+        # emulator it measures); the exact comparison once, at the end.
         wait_for(
-            lambda: _exact_count(admin, emails) == emails and _drained(client),
+            lambda: _drained(client) and admin.stats()["created"] >= emails,
             timeout_s=max(300.0, emails / 100),
-            what=f"{emails:,} contacts exact",
-            interval_s=1.0,
+            what=f"{emails:,} contacts created and nothing left to do",
+            interval_s=0.5,
         )
         drained_s = time.monotonic() - started
+        exact = _exact_count(admin, emails)
         trickle.stopping.set()
         trickle.join(70)
-        return _figures(admin, emails, enqueued_s, drained_s, trickle.latencies_s)
+        return _figures(admin, emails, exact, enqueued_s, drained_s, trickle.latencies_s)
     finally:
         stop_workers(workers)
         emulator.stop()
@@ -152,6 +155,7 @@ def _delete(client: redis.Redis) -> None:
 def _figures(
     admin: EmulatorClient,
     emails: int,
+    exact: int,
     enqueued_s: float,
     drained_s: float,
     live: list[float],
@@ -176,12 +180,18 @@ def _figures(
             key="backlog_drain",
             name=f"backlog of {emails:,} new emails, exact, through bulk import",
             measured=(
-                f"{drained_s:.0f} s (enqueue {enqueued_s:.1f} s) vs the sync path's "
-                f"{sync_path_s / 3600:.1f} h = {sync_path_s / drained_s:.0f}x faster"
+                f"{exact:,} exact in {drained_s:.0f} s (enqueue {enqueued_s:.1f} s) vs the "
+                f"sync path's {sync_path_s / 3600:.1f} h = {sync_path_s / drained_s:.0f}x faster"
             ),
             target=f"under {target_s / 60:.0f} min (10 min per 100,000)",
-            passed=drained_s < target_s,
-            values={"emails": emails, "drained_s": drained_s, "sync_path_s": sync_path_s, **counts},
+            passed=exact == emails and drained_s < target_s,
+            values={
+                "emails": emails,
+                "exact": exact,
+                "drained_s": drained_s,
+                "sync_path_s": sync_path_s,
+                **counts,
+            },
         ),
         Figure(
             key="backlog_requests",

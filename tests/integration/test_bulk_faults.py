@@ -173,9 +173,11 @@ def test_a_batch_in_flight_survives_kill_9_of_its_worker(
             redis_conn.zcard(keys.due) + redis_conn.zcard(keys.leases) == 0
             and (states := batch_states(redis_conn, keys))
             and set(states) == {"submitted"}
+            # The worker logs bulk.submitted just after it saves the state.
+            and len(first.events_named("bulk.submitted")) == len(states)
         ),
         timeout_s=20,
-        message="every batch submitted, no sync in flight",
+        message="every batch submitted and logged, no sync in flight",
     )
     submitted = {line["ac_batch"] for line in first.events_named("bulk.submitted")}
     assert len(submitted) == len(batch_states(redis_conn, keys)) >= 2
