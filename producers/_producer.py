@@ -48,30 +48,29 @@ def _event_ids(block: int = 1000) -> Iterator[str]:
             yield f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{variant}{h[17:20]}-{h[20:]}"
 
 
-_NOT_YET = {
-    "destination": "Routing to a destination is not supported yet (issue 12); leave it "
-    "out: every event goes to the one ActiveCampaign account configured."
-}
-
-
 def _encode(
     contact: Mapping[str, Any],
     *,
     occurred_at: dt.datetime | None,
     source: str | None,
     event_id: str | None = None,
+    destination: str | None = None,
 ) -> tuple[str, str]:
-    """``encode_event`` for a producer's contact, which may give ``fields`` as a mapping.
+    """``encode_event`` for a producer's contact, which may give ``fields`` as a mapping
+    and its ``destination`` as a key (``send_many``'s dicts).
 
     Raises InvalidContactEvent; errors in ``fields`` are keyed by the reference as given.
     """
-    if not isinstance(contact, Mapping) or not ("fields" in contact or "destination" in contact):
+    if isinstance(contact, Mapping) and "destination" in contact:
+        destination = contact["destination"]
+        contact = {key: value for key, value in contact.items() if key != "destination"}
+    options: dict[str, Any] = {"occurred_at": occurred_at, "source": source, "event_id": event_id}
+    if destination is not None:
+        options["destination"] = destination
+    if not isinstance(contact, Mapping) or "fields" not in contact:
         # The API's own shape, or not a contact at all: the schema says what is wrong.
-        return encode_event(contact, occurred_at=occurred_at, source=source, event_id=event_id)
-    refused = {key: [message] for key, message in _NOT_YET.items() if key in contact}
-    if refused:
-        raise InvalidContactEvent(refused)
-    given = contact["fields"]  # present: the only other way here is refused above
+        return encode_event(contact, **options)
+    given = contact["fields"]
     if "fieldValues" in contact:
         raise InvalidContactEvent({"fields": ["Give fields or fieldValues, not both."]})
     if not isinstance(given, Mapping):
@@ -83,7 +82,7 @@ def _encode(
     if given:
         api_contact["fieldValues"] = [{"field": ref, "value": val} for ref, val in given.items()]
     try:
-        return encode_event(api_contact, occurred_at=occurred_at, source=source, event_id=event_id)
+        return encode_event(api_contact, **options)
     except InvalidContactEvent as exc:
         raise InvalidContactEvent(_keyed_by_reference(exc.messages, list(given))) from None
 
@@ -170,6 +169,7 @@ class ContactSyncProducer:
         account: str | None = None,
         occurred_at: dt.datetime | None = None,
         source: str | None = None,
+        destination: str | None = None,
     ) -> str:
         """Report that a contact changed. ``None`` means "unchanged"; ``""`` is a real value.
 
@@ -177,7 +177,10 @@ class ContactSyncProducer:
         list of str, date, aware datetime). ``tags`` maps a tag name to True (add) or False
         (remove). ``lists`` maps a list's id or name to ``"subscribed"`` or
         ``"unsubscribed"``. ``account`` is the contact's company; ``""`` unlinks it.
-        ``occurred_at`` defaults to now and must be timezone-aware. Returns the event id.
+        ``occurred_at`` defaults to now and must be timezone-aware. ``destination`` names
+        the ActiveCampaign account (the workers' CONTACT_SYNC_DESTINATIONS_FILE), by
+        default ``default``; a name the workers do not know is dead-lettered
+        (``unknown_destination``). Returns the event id.
         Raises InvalidContactEvent, its messages keyed as ``send_many``'s dicts are
         (``firstName``, ``fields``, ``tags``, ...), then by each reference as given; or
         EnqueueError.
@@ -193,6 +196,7 @@ class ContactSyncProducer:
             account=account,
             occurred_at=occurred_at,
             source=source,
+            destination=destination,
         )
         return self.write_prepared(prepared)
 
@@ -209,6 +213,7 @@ class ContactSyncProducer:
         account: str | None = None,
         occurred_at: dt.datetime | None = None,
         source: str | None = None,
+        destination: str | None = None,
     ) -> PreparedEvent:
         """Validate and encode a change now, to be written later by ``write_prepared``.
 
@@ -227,7 +232,12 @@ class ContactSyncProducer:
         ):
             if value is not None:
                 contact[name] = value
-        event_id, text = _encode(contact, occurred_at=occurred_at, source=source or self.source)
+        event_id, text = _encode(
+            contact,
+            occurred_at=occurred_at,
+            source=source or self.source,
+            destination=destination,
+        )
         return PreparedEvent(event_id, text)
 
     def write_prepared(self, prepared: PreparedEvent) -> str:
@@ -267,7 +277,7 @@ class ContactSyncProducer:
         A dict has the keys of ``contact_changed``'s arguments, by their wire names:
         ``email``, ``firstName``, ``lastName``, ``phone``, ``fields`` (a mapping, as in
         ``contact_changed``) or the API's ``fieldValues`` list, ``tags``, ``lists``,
-        ``account``. ``destination`` is refused until it is supported (issue 12).
+        ``account``, and ``destination`` (as ``contact_changed``'s).
 
         Every contact is validated before anything is written, so an InvalidContactEvent
         (whose messages are keyed by the contact's index) means nothing was enqueued. An

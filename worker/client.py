@@ -26,7 +26,7 @@ from worker.errors import (
     ApiTransportError,
     RateLimited,
 )
-from worker.settings import Secret
+from worker.secret import Token
 
 __all__ = ["ActiveCampaignClient", "SyncResult", "parse_retry_after_s"]
 
@@ -51,7 +51,7 @@ class SyncResult:
 class _TokenAuth(requests.auth.AuthBase):
     """Adds ``Api-Token`` per request, so the token never sits in ``session.headers``."""
 
-    def __init__(self, token: Secret) -> None:
+    def __init__(self, token: Token) -> None:
         self._token = token
 
     def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
@@ -68,7 +68,7 @@ class ActiveCampaignClient:
     def __init__(
         self,
         base_url: str,
-        token: Secret,
+        token: Token,
         *,
         timeout_s: float = 10.0,
         session: requests.Session | None = None,

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from worker.errors import InvalidContactEvent
+from worker.keys import DEFAULT_DESTINATION
 
 __all__ = [
     "ACCOUNT",
@@ -53,6 +54,7 @@ class ContactEvent:
     source: str | None
     email: str
     attributes: dict[str, str]
+    destination: str = DEFAULT_DESTINATION  # the account it goes to (worker/destinations.py)
 
     @property
     def occurred_at_us(self) -> int:

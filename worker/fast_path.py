@@ -14,8 +14,10 @@ from typing import Any
 
 from marshmallow import ValidationError, validate
 
+from worker.destinations import DESTINATION_NAME
 from worker.event import TEXT_ATTRIBUTES
 from worker.footprint_checks import account_name, list_changes, tag_changes
+from worker.keys import DEFAULT_DESTINATION
 from worker.references import MAX_TEXT, field_reference, is_digits, is_unicode_text
 from worker.wire_fields import MAX_FIELD_VALUE_CHARS
 from worker.wire_schemas import MAX_FIELD_VALUES, WIRE_VERSION, WIRE_VERSIONS, event_schema
@@ -116,7 +118,7 @@ def _plain_field_values(items: Any, *, version: int) -> list[dict[str, str]] | N
     return values
 
 
-_EVENT_KEYS = frozenset(("v", "id", "occurred_at", "source", "contact"))
+_EVENT_KEYS = frozenset(("v", "id", "occurred_at", "source", "destination", "contact"))
 _REQUIRED_EVENT_KEYS = frozenset(("v", "id", "occurred_at", "contact"))
 
 
@@ -134,6 +136,9 @@ def plain_event(document: dict[str, Any]) -> dict[str, Any] | None:
         type(source) is not str or len(source) > MAX_TEXT or not is_unicode_text(source)
     ):
         return None
+    destination = document.get("destination", DEFAULT_DESTINATION)
+    if type(destination) is not str or not DESTINATION_NAME.fullmatch(destination):
+        return None
     contact = plain_contact(document["contact"], version=version)
     if contact is None:
         return None
@@ -142,4 +147,10 @@ def plain_event(document: dict[str, Any]) -> dict[str, Any] | None:
         occurred_at = event_schema.fields["occurred_at"].deserialize(document["occurred_at"])
     except (ValueError, ValidationError):
         return None
-    return {"id": event_id, "occurred_at": occurred_at, "source": source, "contact": contact}
+    return {
+        "id": event_id,
+        "occurred_at": occurred_at,
+        "source": source,
+        "destination": destination,
+        "contact": contact,
+    }

@@ -50,7 +50,7 @@ class ContactSyncStep(bootsteps.StartStopStep):  # type: ignore[misc]
         timings = app.settings.timings
 
         def make_lock() -> PumpLock:
-            runtime = get_runtime(app.settings)
+            runtime = get_runtime(app.settings, app.settings.destination_names[0])
             return PumpLock(
                 runtime.redis, runtime.keys, node=worker.hostname, ttl_s=timings.pump_lock_ttl_s
             )

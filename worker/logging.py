@@ -33,6 +33,7 @@ __all__ = [
     "configure_logging",
     "get_logger",
     "mask_email",
+    "redact",
 ]
 
 REDACTED = "[REDACTED]"
@@ -77,10 +78,6 @@ def clear_task_context() -> None:
     structlog.contextvars.clear_contextvars()
 
 
-class _Revealable(Protocol):
-    def reveal(self) -> str: ...
-
-
 class _LogSettings(Protocol):
     """The part of ``worker.settings.Settings`` that logging reads."""
 
@@ -90,13 +87,12 @@ class _LogSettings(Protocol):
     def log_format(self) -> str: ...
     @property
     def log_pii(self) -> bool: ...
-    @property
-    def api_token(self) -> _Revealable | None: ...
+    def secrets(self) -> list[str]: ...
 
 
 def celery_setup_logging(settings: _LogSettings) -> None:
     """Configure logging from ``Settings``; meant for Celery's ``setup_logging`` signal."""
-    secrets = [settings.api_token.reveal()] if settings.api_token is not None else []
+    secrets = settings.secrets()
     configure_logging(
         level=settings.log_level,
         fmt=settings.log_format,
@@ -194,7 +190,9 @@ class _ScrubbingFormatter(structlog.stdlib.ProcessorFormatter):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        self._secrets = _secret_pattern(secrets)
+        self._given = list(secrets)
+        self._secrets = _secret_pattern(self._given)
+        self._redacted_seen = len(_REDACTED_LATER)
         self._mask_emails = mask_emails
 
     def format(self, record: logging.LogRecord) -> str:
@@ -215,11 +213,24 @@ class _ScrubbingFormatter(structlog.stdlib.ProcessorFormatter):
         return self.scrub(line)
 
     def scrub(self, line: str) -> str:
+        if self._redacted_seen != len(_REDACTED_LATER):  # a token was rotated in meanwhile
+            self._redacted_seen = len(_REDACTED_LATER)
+            self._secrets = _secret_pattern([*self._given, *_REDACTED_LATER])
         if self._secrets is not None:
             line = self._secrets.sub(REDACTED, line)
         if self._mask_emails:
             line = _EMAIL_IN_TEXT.sub(_mask_match, line)
         return line
+
+
+_REDACTED_LATER: list[str] = []
+
+
+def redact(secret: str) -> None:
+    """Scrub ``secret`` from every line from now on, as ``configure_logging(secrets=...)``
+    does: for a token read after logging was configured (a rotated token file)."""
+    if secret and secret not in _REDACTED_LATER:
+        _REDACTED_LATER.append(secret)
 
 
 def _secret_pattern(secrets: Iterable[str]) -> re.Pattern[str] | None:

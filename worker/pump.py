@@ -26,7 +26,7 @@ from worker.stamp import order_key
 from worker.store import Claim, InvalidEntry, MergeStore, RejectedAttributes
 from worker.timings import Timings
 
-__all__ = ["Pump", "PumpReport", "decode_entry"]
+__all__ = ["Lane", "Pump", "PumpReport", "decode_entry"]
 
 
 @dataclass(slots=True)
@@ -46,6 +46,19 @@ class PumpReport:
 
     def as_dict(self) -> dict[str, int]:
         return {name: getattr(self, name) for name in self.__slots__}
+
+
+@dataclass(frozen=True)
+class Lane:
+    """One destination, as the pump drives it: its store (its keys), its lease budget, how
+    its references resolve, how its syncs are queued, and its backlog mode."""
+
+    name: str
+    store: MergeStore
+    max_leases: int
+    resolve: Callable[[ContactEvent], Resolved]
+    enqueue_syncs: Callable[[list[Claim]], Any]
+    schedule_bulk: Callable[[PumpReport], Any] | None = None
 
 
 def decode_entry(entry_id: str, fields: dict[bytes, bytes]) -> ContactEvent | InvalidEntry:
@@ -77,7 +90,12 @@ def _lossless(fields: dict[bytes, bytes]) -> str:
 
 
 class Pump:
-    """Drains the events stream into the merge store and leases due emails."""
+    """Drains the events stream into the merge store and leases due emails.
+
+    ``store`` reads the shared events stream and dead-letters what cannot be routed. Each
+    destination is a ``Lane``; without ``lanes``, one is built from ``store``,
+    ``enqueue_syncs``, ``resolve`` and ``schedule_bulk`` (a single account).
+    """
 
     def __init__(
         self,
@@ -89,6 +107,7 @@ class Pump:
         on_invalid: Callable[[InvalidEntry], Any] = lambda entry: None,
         on_rejected: Callable[[RejectedAttributes], Any] = lambda letter: None,
         schedule_bulk: Callable[[PumpReport], Any] | None = None,
+        lanes: list[Lane] | None = None,
         consumer: str,
         batch_size: int = 500,
         block_ms: int = 100,
@@ -106,7 +125,18 @@ class Pump:
         self.consumer = consumer
         self.batch_size = batch_size
         self.block_ms = block_ms
-        self.max_leases = self.timings.max_leases(settings.rate_limit)
+        self.lanes = lanes or [
+            Lane(
+                settings.destination,
+                store,
+                self.timings.max_leases(settings.rate_limit),
+                resolve,
+                enqueue_syncs,
+                schedule_bulk,
+            )
+        ]
+        self._by_name = {lane.name: lane for lane in self.lanes}
+        self._turn = 0
         self._monotonic = monotonic
         self._last_reclaim = -math.inf
 
@@ -142,49 +172,95 @@ class Pump:
             self.consumer, count=self.batch_size, block_ms=self.block_ms
         )
         self._ingest(entries, report)
-        claimed = self.store.claim_due(max_leases=self.max_leases, lease_s=self.timings.lease_s)
+        for lane in self._in_turn():
+            self._claim(lane, report)
+
+    def _in_turn(self) -> list[Lane]:
+        """Every lane, starting one further each cycle: no destination's syncs always queue
+        first. Each lane claims only within its own budget, so none can starve another."""
+        self._turn = (self._turn + 1) % len(self.lanes)
+        return self.lanes[self._turn :] + self.lanes[: self._turn]
+
+    def _claim(self, lane: Lane, report: PumpReport) -> None:
+        # A destination that recently timed out or answered 5xx gets one lease at a time,
+        # so it can hold at most one pool process while it is down (Keys.failing).
+        max_leases = 1 if len(self.lanes) > 1 and lane.store.is_failing() else lane.max_leases
+        claimed = lane.store.claim_due(max_leases=max_leases, lease_s=self.timings.lease_s)
         report.expired_leases += claimed.expired
         report.paused_cycles += claimed.paused_for_s > 0
         if claimed.claims:
-            self.enqueue_syncs(claimed.claims)
+            lane.enqueue_syncs(claimed.claims)
         report.claimed += len(claimed.claims)
-        if self.schedule_bulk is not None:
-            self.schedule_bulk(report)
+        if lane.schedule_bulk is not None:
+            lane.schedule_bulk(report)
 
     def _ingest(self, entries: list[tuple[str, dict[bytes, bytes]]], report: PumpReport) -> None:
         if not entries:
             return
-        valid: list[tuple[str, ContactEvent]] = []
+        valid: dict[str, list[tuple[str, ContactEvent]]] = {}
+        rejected: dict[str, list[RejectedAttributes]] = {}
         invalid: list[InvalidEntry] = []
-        rejected: list[RejectedAttributes] = []
         for entry_id, fields in entries:
             decoded = decode_entry(entry_id, fields)
             if isinstance(decoded, InvalidEntry):
                 invalid.append(decoded)
                 continue
+            lane = self._by_name.get(decoded.destination)
+            if lane is None:
+                invalid.append(_unknown_destination(entry_id, fields, decoded))
+                continue
             try:
-                resolved = self.resolve(decoded)
+                resolved = lane.resolve(decoded)
             except (Unresolvable, ApiError):
                 # A catalog cannot be read now: leave this entry unacknowledged. It is
                 # reclaimed after reclaim_idle_s and resolved then; nothing is
                 # dead-lettered for a reference that would have resolved.
                 report.deferred += 1
                 continue
-            valid.append((entry_id, resolved.event))
-            rejected += _rejected_letters(entry_id, decoded, resolved)
-        if not valid and not invalid:
-            return
-        result = self.store.ingest(
+            valid.setdefault(lane.name, []).append((entry_id, resolved.event))
+            rejected.setdefault(lane.name, []).extend(
+                _rejected_letters(entry_id, decoded, resolved)
+            )
+        # Each destination merges into its own keys; what cannot be routed is dead-lettered
+        # in the shared stream's store (default's keys). Each call acknowledges its entries.
+        for name, events in valid.items():
+            self._merge(self._by_name[name].store, events, [], rejected[name], report)
+        if invalid:
+            self._merge(self.store, [], invalid, [], report)
+        for entry in invalid:
+            self.on_invalid(entry)
+        for letters in rejected.values():
+            for letter in letters:
+                self.on_rejected(letter)
+
+    def _merge(
+        self,
+        store: MergeStore,
+        valid: list[tuple[str, ContactEvent]],
+        invalid: list[InvalidEntry],
+        rejected: list[RejectedAttributes],
+        report: PumpReport,
+    ) -> None:
+        result = store.ingest(
             valid, invalid, debounce_s=self.settings.debounce_s, rejected=rejected
         )
         report.merged += result.merged
         report.stale += result.stale
         report.invalid += result.invalid
         report.rejected += sum(len(letter.attributes) for letter in rejected)
-        for entry in invalid:
-            self.on_invalid(entry)
-        for letter in rejected:
-            self.on_rejected(letter)
+
+
+def _unknown_destination(
+    entry_id: str, fields: dict[bytes, bytes], event: ContactEvent
+) -> InvalidEntry:
+    raw = fields[b"event"].decode("utf-8")
+    return InvalidEntry(
+        entry_id,
+        {"destination": [f"No destination named {event.destination!r} is configured."]},
+        raw,
+        event.id,
+        reason="unknown_destination",
+    )
 
 
 def _rejected_letters(

@@ -44,15 +44,20 @@ class Runtime:
     bulk_limiter: RateLimiter  # bulk import's own 100 requests a minute
 
 
-_runtime: Runtime | None = None
+_runtimes: dict[str, Runtime] = {}
 
 
-def get_runtime(settings: Settings) -> Runtime:
-    """This process's Runtime for ``settings``, built on first use (and again after a fork)."""
-    global _runtime
-    if _runtime is None or _runtime.pid != os.getpid() or _runtime.settings is not settings:
-        _runtime = _build(settings)
-    return _runtime
+def get_runtime(settings: Settings, destination: str | None = None) -> Runtime:
+    """This process's Runtime for one destination of ``settings`` (``settings.destination``
+    unless named), built on first use, and again after a fork or for other settings.
+
+    Raises ``UnknownDestination`` for a name the settings do not define.
+    """
+    settings = settings.for_destination(destination or settings.destination)
+    runtime = _runtimes.get(settings.destination)
+    if runtime is None or runtime.pid != os.getpid() or runtime.settings is not settings:
+        runtime = _runtimes[settings.destination] = _build(settings)
+    return runtime
 
 
 def _build(settings: Settings) -> Runtime:
@@ -60,7 +65,7 @@ def _build(settings: Settings) -> Runtime:
     if settings.activecampaign_url is None or settings.api_token is None:  # for mypy
         raise RuntimeError("require_api() let a missing API setting through")
     client = connect(settings.redis_url)
-    keys = Keys(settings.key_prefix)
+    keys = Keys(settings.key_prefix, settings.destination)
     limiter = RateLimiter(
         client, keys, rate_per_s=settings.rate_limit, margin_ms=settings.rate_margin_ms
     )

@@ -39,6 +39,7 @@ from typing import Any
 
 from marshmallow import ValidationError
 
+from worker.destinations import DESTINATION_ERROR, DESTINATION_NAME
 from worker.errors import InvalidContactEvent
 from worker.event import (
     ContactEvent,
@@ -47,6 +48,7 @@ from worker.event import (
     sync_contact_body,
 )
 from worker.fast_path import plain_contact, plain_event
+from worker.keys import DEFAULT_DESTINATION
 from worker.references import MAX_TEXT, NOT_UNICODE, is_unicode_text
 from worker.wire_schemas import (
     WIRE_VERSION,
@@ -99,6 +101,7 @@ def encode_event(
     occurred_at: dt.datetime | None = None,
     source: str | None = None,
     event_id: str | None = None,
+    destination: str = DEFAULT_DESTINATION,
 ) -> tuple[str, str]:
     """Validate a contact change and encode it as a v2 wire event.
 
@@ -116,6 +119,8 @@ def encode_event(
         raise InvalidContactEvent(
             {"source": [f"Must be a string of at most {MAX_TEXT} characters."]}
         )
+    if not isinstance(destination, str) or not DESTINATION_NAME.fullmatch(destination):
+        raise InvalidContactEvent({"destination": [DESTINATION_ERROR]})
     normalized = normalize_contact(contact)
     event_id = event_id or str(uuid.uuid4())
     document = {
@@ -126,6 +131,8 @@ def encode_event(
     }
     if source is not None:
         document["source"] = source
+    if destination != DEFAULT_DESTINATION:  # absent means default: old workers read it too
+        document["destination"] = destination
     text = _WIRE_ENCODER.encode(document)
     try:
         size = len(text.encode("utf-8"))
@@ -194,6 +201,7 @@ def decode_event(raw: bytes | str) -> ContactEvent:
         source=loaded["source"],
         email=contact["email"],
         attributes=contact_to_attributes(contact),
+        destination=loaded["destination"],
     )
 
 

@@ -7,52 +7,31 @@ naming the variable when a value is missing or malformed. Nothing else calls ``o
 from __future__ import annotations
 
 import dataclasses
-import ipaddress
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
-from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
+from worker.destinations import (
+    DEFAULT_DESTINATION,
+    FILE_VARIABLE,
+    Destination,
+    load_destinations,
+    parse_api_url,
+)
 from worker.errors import ConfigError
+from worker.logging import redact
 from worker.redis_client import SentinelUrl, is_sentinel_url
+from worker.secret import Secret, Token, TokenFile, check_token_text
 from worker.timings import Timings
 
-__all__ = ["Secret", "Settings"]
+__all__ = ["Secret", "Settings", "UnknownDestination"]
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 _LOG_LEVELS = {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}
 _LOG_FORMATS = {"json", "console"}
-_API_PATH = "/api/3"
-
-
-class Secret:
-    """Holds the API token so that repr(), str() and tracebacks never show it."""
-
-    __slots__ = ("_value",)
-
-    def __init__(self, value: str) -> None:
-        self._value = value
-
-    def reveal(self) -> str:
-        return self._value
-
-    def __repr__(self) -> str:
-        return "Secret('**********')"
-
-    __str__ = __repr__
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Secret) and other._value == self._value
-
-    def __hash__(self) -> int:
-        return hash(self._value)
-
-    def __reduce__(self) -> tuple[object, ...]:
-        # Pickling would put the token into a message or a dump; refuse it outright.
-        raise TypeError("Secret cannot be pickled")
 
 
 @dataclass(frozen=True)
@@ -60,7 +39,7 @@ class Settings:
     """Validated configuration. Durations are in seconds unless the name says otherwise."""
 
     activecampaign_url: str | None = None
-    api_token: Secret | None = field(default=None, repr=False)
+    api_token: Token | None = field(default=None, repr=False)
     redis_url: str = "redis://localhost:6379/0"
     broker_url: str | None = None
     key_prefix: str = "contact-sync"
@@ -91,6 +70,13 @@ class Settings:
     # Producers: replicas that must acknowledge an event (WAIT) before it counts as sent.
     producer_min_replicas: int = 0
     producer_wait_timeout_ms: int = 1000
+    # Several accounts (worker/destinations.py): None means one, ``default``, from the
+    # ACTIVECAMPAIGN_* variables. ``destination`` names the one these settings are for.
+    destinations: Mapping[str, Destination] | None = field(default=None, repr=False, hash=False)
+    destination: str = DEFAULT_DESTINATION
+    _derived: dict[str, Settings] = field(
+        default_factory=dict, init=False, repr=False, compare=False, hash=False
+    )
 
     @property
     def sync_chunk(self) -> int:
@@ -118,6 +104,8 @@ class Settings:
 
     def require_api(self) -> Settings:
         """Raise ConfigError unless the worker-only settings (URL and token) are present."""
+        if self.destinations:
+            return self
         if not self.activecampaign_url:
             raise ConfigError(
                 "ACTIVECAMPAIGN_URL", "is required by the worker (e.g. https://acct.api-us1.com)"
@@ -129,6 +117,44 @@ class Settings:
             )
         return self
 
+    @property
+    def destination_names(self) -> tuple[str, ...]:
+        """Every destination, in the file's order (just ``default`` without a file)."""
+        return tuple(self.destinations) if self.destinations else (DEFAULT_DESTINATION,)
+
+    def for_destination(self, name: str) -> Settings:
+        """These settings with one destination's URL, token and rate limit; the same object
+        for the same name every time (the per-process runtimes are cached by it)."""
+        derived = self._derived.get(name)
+        if derived is not None:
+            return derived
+        if not self.destinations:
+            if name != DEFAULT_DESTINATION:
+                raise UnknownDestination(name)
+            derived = self if self.destination == name else self.replace(destination=name)
+        else:
+            if name not in self.destinations:
+                raise UnknownDestination(name)
+            account = self.destinations[name]
+            derived = self.replace(
+                activecampaign_url=account.url,
+                api_token=account.token,
+                rate_limit=account.rate_limit,
+                destination=name,
+            )
+        self._derived[name] = derived
+        return derived
+
+    def secrets(self) -> list[str]:
+        """Every token value these settings hold or held (the logs redact them all)."""
+        tokens = [account.token for account in (self.destinations or {}).values()]
+        if self.api_token is not None:
+            tokens.append(self.api_token)
+        values: list[str] = []
+        for token in tokens:
+            values += token.seen() if isinstance(token, TokenFile) else [token.reveal()]
+        return values
+
     def replace(self, **changes: object) -> Settings:
         return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
 
@@ -139,14 +165,35 @@ class Settings:
         reader = _Reader(env)
         allow_insecure = reader.boolean("CONTACT_SYNC_ALLOW_INSECURE_URL", False)
         lease = reader.number("CONTACT_SYNC_LEASE_S", 0, minimum=0)
+        rate_limit = reader.number("CONTACT_SYNC_RATE_LIMIT", cls.rate_limit, minimum=0.01)
+        destinations_file = reader._raw(FILE_VARIABLE)
+        destinations = None
+        if destinations_file is not None:
+            for name in (
+                "ACTIVECAMPAIGN_URL",
+                "ACTIVECAMPAIGN_API_TOKEN",
+                "ACTIVECAMPAIGN_API_TOKEN_FILE",
+            ):
+                if reader._raw(name) is not None:
+                    raise ConfigError(
+                        FILE_VARIABLE,
+                        f"set either it or {name}, not both (the file names every account)",
+                    )
+            destinations = load_destinations(
+                destinations_file,
+                allow_insecure=allow_insecure,
+                default_rate_limit=rate_limit,
+                on_new_token=redact,
+            )
         settings = cls(
             activecampaign_url=reader.api_url("ACTIVECAMPAIGN_URL", allow_insecure=allow_insecure),
             api_token=reader.token(),
+            destinations=destinations,
             redis_url=reader.redis_url("CONTACT_SYNC_REDIS_URL", cls.redis_url),
             broker_url=reader.broker_url("CELERY_BROKER_URL"),
             key_prefix=reader.key_prefix("CONTACT_SYNC_KEY_PREFIX", cls.key_prefix),
             debounce_s=reader.number("CONTACT_SYNC_DEBOUNCE_S", cls.debounce_s, minimum=0),
-            rate_limit=reader.number("CONTACT_SYNC_RATE_LIMIT", cls.rate_limit, minimum=0.01),
+            rate_limit=rate_limit,
             rate_margin_ms=int(
                 reader.number("CONTACT_SYNC_RATE_MARGIN_MS", cls.rate_margin_ms, minimum=0)
             ),
@@ -296,35 +343,9 @@ class _Reader:
 
     def api_url(self, name: str, *, allow_insecure: bool) -> str | None:
         raw = self._raw(name)
-        if raw is None:
-            return None
-        parts = urlsplit(raw)
-        if parts.scheme not in {"http", "https"} or not parts.hostname:
-            raise ConfigError(
-                name, f"must be an http(s) base URL like https://acct.api-us1.com, got {raw!r}"
-            )
-        if parts.scheme == "http" and not (allow_insecure or _is_loopback(parts.hostname)):
-            raise ConfigError(
-                name,
-                "must use https (plain http is allowed only for loopback addresses, "
-                "or with CONTACT_SYNC_ALLOW_INSECURE_URL=true)",
-            )
-        if parts.query or parts.fragment:
-            raise ConfigError(name, "must be a base URL without query or fragment")
-        path = parts.path.rstrip("/")
-        # Users often paste the URL with /api/3, as other integrations accept it. The client
-        # adds /api/3 itself, and the doubled path was a 404 retried as a config error for a day.
-        if path.lower().endswith(_API_PATH):
-            path = path[: -len(_API_PATH)].rstrip("/")
-        if path:
-            raise ConfigError(
-                name,
-                "must be the account's base URL like https://acct.api-us1.com, "
-                f"without a path; got path {parts.path!r}",
-            )
-        return urlunsplit((parts.scheme, parts.netloc, "", "", ""))
+        return None if raw is None else parse_api_url(name, raw, allow_insecure=allow_insecure)
 
-    def token(self) -> Secret | None:
+    def token(self) -> Token | None:
         direct = self._raw("ACTIVECAMPAIGN_API_TOKEN")
         path = self._raw("ACTIVECAMPAIGN_API_TOKEN_FILE")
         if direct is not None and path is not None:
@@ -333,30 +354,12 @@ class _Reader:
                 "set either it or ACTIVECAMPAIGN_API_TOKEN, not both",
             )
         if path is not None:
-            try:
-                direct = Path(path).read_text(encoding="utf-8").strip()
-            except OSError as exc:
-                raise ConfigError(
-                    "ACTIVECAMPAIGN_API_TOKEN_FILE", f"cannot read {path}: {exc.strerror}"
-                ) from None
-            if not direct:
-                raise ConfigError("ACTIVECAMPAIGN_API_TOKEN_FILE", f"{path} is empty")
+            # Read again when the file changes: a rotated token needs no restart.
+            return TokenFile(path, variable="ACTIVECAMPAIGN_API_TOKEN_FILE", on_new=redact)
         if direct is None:
             return None
-        # Printable ASCII only: http.client sends headers as latin-1, and a character outside
-        # it raised UnicodeEncodeError from inside urllib3, whose args and frames hold the token.
-        if not all(ch.isascii() and ch.isprintable() and not ch.isspace() for ch in direct):
-            raise ConfigError(
-                "ACTIVECAMPAIGN_API_TOKEN",
-                "must be printable ASCII, without white space or control characters",
-            )
-        return Secret(direct)
+        return Secret(check_token_text("ACTIVECAMPAIGN_API_TOKEN", direct))
 
 
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+class UnknownDestination(KeyError):
+    """A destination these settings do not define (reason ``unknown_destination``)."""

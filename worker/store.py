@@ -38,6 +38,7 @@ class InvalidEntry:
     errors: Any
     raw: str
     event_id: str | None = None
+    reason: str = "invalid_event"  # or "unknown_destination"
 
 
 @dataclass(frozen=True, slots=True)
@@ -236,6 +237,7 @@ class MergeStore:
         for entry in invalid:
             args += [
                 entry.entry_id,
+                entry.reason,
                 json.dumps(entry.errors, ensure_ascii=False, default=str),
                 entry.raw[: self.MAX_RAW_CHARS],
                 entry.event_id or "",
@@ -380,6 +382,13 @@ class MergeStore:
             )
             replies.append(reply)
         return [_text(reply) for reply in (pipe.execute() if pipe is not None else replies)]
+
+    def mark_failing(self, ttl_s: float) -> None:
+        """This destination timed out or answered 5xx: lease one email at a time for ``ttl_s``."""
+        self.redis.set(self.keys.failing, 1, px=max(1, int(ttl_s * 1000)))
+
+    def is_failing(self) -> bool:
+        return bool(self.redis.exists(self.keys.failing))
 
     def incr_stat(self, name: str, amount: int = 1) -> None:
         self.redis.hincrby(self.keys.stats, name, amount)

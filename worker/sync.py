@@ -17,7 +17,7 @@ from typing import Any
 from worker.backoff import plan_retry
 from worker.catalog import Catalog
 from worker.client import ActiveCampaignClient
-from worker.errors import ApiError, ApiStatusError, RateLimited
+from worker.errors import ApiError, ApiServerError, ApiStatusError, ApiTransportError, RateLimited
 from worker.footprint import Footprint, Progress, is_footprint
 from worker.footprint_api import FootprintApi
 from worker.ratelimit import RateLimiter
@@ -26,6 +26,9 @@ from worker.settings import Settings
 from worker.store import Begun, MergeStore
 
 __all__ = ["SyncOutcome", "sync_contact"]
+
+# After a timeout or a 5xx, how long the pump leases the destination one email at a time.
+FAILING_PROBE_S = 15.0
 
 # The {prefix}:stats counter of each action; worker.metrics exposes them as syncs_total.
 _SYNCED_COUNTERS = {"updated": "synced_updated", "unknown": "synced_unknown"}
@@ -238,6 +241,10 @@ def _failed(attempt: _Attempt, error: ApiError, elapsed_s: float) -> SyncOutcome
     if isinstance(error, RateLimited):
         attempt.limiter.pause(error.retry_after_s)
         attempt.store.incr_stat("rate_limited")
+    elif isinstance(error, ApiTransportError | ApiServerError):
+        # Isolation: the pump leases this destination one email at a time for a while, so
+        # an account that hangs cannot hold every pool process (docs/destinations.md).
+        attempt.store.mark_failing(FAILING_PROBE_S)
     age_ms = attempt.begun.now_ms - attempt.begun.first_attempt_ms
     plan = plan_retry(
         error,

@@ -23,7 +23,9 @@ from marshmallow import (
     validates_schema,
 )
 
+from worker.destinations import DESTINATION_ERROR, DESTINATION_NAME
 from worker.footprint_checks import account_name, list_changes, tag_changes
+from worker.keys import DEFAULT_DESTINATION
 from worker.references import MAX_TEXT, field_id, field_reference
 from worker.wire_fields import Checked, CustomFieldValue, NormalizedEmail, Text
 
@@ -134,6 +136,10 @@ class EventSchema(Schema):
     id = fields.UUID(required=True)
     occurred_at = fields.AwareDateTime(required=True)
     source = Text(load_default=None, allow_none=True, validate=validate.Length(max=MAX_TEXT))
+    destination = fields.String(
+        load_default=DEFAULT_DESTINATION,
+        validate=validate.Regexp(DESTINATION_NAME, error=DESTINATION_ERROR),
+    )
     contact = VersionedContact(required=True)
 
 

@@ -441,10 +441,14 @@ def test_send_many_takes_fields_tags_lists_and_account(producer, redis_client, k
     ("bad_contact", "messages"),
     [
         (
-            {"email": "c@example.com", "destination": "eu"},
-            {"destination": ["Routing to a destination is not supported yet (issue 12); "
-                             "leave it out: every event goes to the one ActiveCampaign "
-                             "account configured."]},
+            {"email": "c@example.com", "destination": "eu west"},
+            {"destination": ["Must be a destination name: 1 to 64 letters, digits, '_' or "
+                             "'-', starting with a letter or digit."]},
+        ),
+        (
+            {"email": "c@example.com", "destination": 7},
+            {"destination": ["Must be a destination name: 1 to 64 letters, digits, '_' or "
+                             "'-', starting with a letter or digit."]},
         ),
         (
             {"email": "c@example.com", "fields": {1: "x"}, "fieldValues": []},
@@ -467,7 +471,7 @@ def test_send_many_takes_fields_tags_lists_and_account(producer, redis_client, k
 def test_send_many_names_what_is_wrong_in_the_callers_terms(
     producer, redis_client, key_prefix, bad_contact, messages
 ):
-    """destination is refused until issue 12; fields errors are keyed by reference, fieldValues errors by index."""
+    """A destination that is not a name is refused; fields errors are keyed by reference, fieldValues errors by index."""
     with pytest.raises(InvalidContactEvent) as info:
         producer.send_many([{"email": "a@example.com"}, bad_contact])
     assert info.value.messages == {"1": messages}
@@ -480,3 +484,23 @@ def test_send_many_rejects_what_is_not_a_contact(producer, not_a_contact):
     with pytest.raises(InvalidContactEvent) as info:
         producer.send_many([not_a_contact])
     assert list(info.value.messages) == ["0"]
+
+
+def test_destination_routes_each_event_and_default_is_left_out(
+    producer, redis_client, key_prefix
+):
+    """destination= (or a send_many dict's "destination") goes on the wire as the envelope's
+    "destination"; the default destination is left out, so older workers read the event."""
+    producer.contact_changed("a@example.com", first_name="A", destination="eu")
+    producer.contact_changed("b@example.com", first_name="B")
+    producer.send_many(
+        [{"email": "c@example.com", "destination": "us"}, {"email": "d@example.com"}]
+    )
+    events = read_events(redis_client, key_prefix)
+    assert [(e["contact"]["email"], e.get("destination")) for e in events] == [
+        ("a@example.com", "eu"),
+        ("b@example.com", None),
+        ("c@example.com", "us"),
+        ("d@example.com", None),
+    ]
+    assert "destination" not in events[2]["contact"]

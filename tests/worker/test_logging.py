@@ -534,6 +534,7 @@ def test_all_lists_the_public_surface() -> None:
         "configure_logging",
         "get_logger",
         "mask_email",
+        "redact",
     ]
     for name in worker_logging.__all__:
         assert callable(getattr(worker_logging, name))

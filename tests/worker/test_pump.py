@@ -178,7 +178,7 @@ def test_cycle_claims_within_the_rate_budget(store: MergeStore, recorder: Record
         store.redis.xadd(store.keys.events, {"event": event_text(f"u{n}@example.com")})
     report = PumpReport()
     pump = make_pump(store, recorder, rate_limit=1.0)
-    assert pump.max_leases == 2
+    assert [lane.max_leases for lane in pump.lanes] == [2]
     pump.cycle(report)
     assert report.claimed == 2
     pump.cycle(report)

@@ -66,7 +66,9 @@ def test_emails_not_started_within_the_budget_are_handed_back_due(
     clock = iter([0.0, 1.0, 2.0, settings.timings.limiter_max_wait_s + 1])
     synced: list[str] = []
     monkeypatch.setattr(
-        tasks, "run_sync_task", lambda app, email, lease: synced.append(email) or "contact.synced"
+        tasks,
+        "run_sync_task",
+        lambda app, email, lease, destination: synced.append(email) or "contact.synced",
     )
     result = tasks.run_sync_many(
         App(settings),  # type: ignore[arg-type]

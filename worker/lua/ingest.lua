@@ -7,7 +7,8 @@ ARGV[1]  consumer group         ARGV[2] debounce (ms)   ARGV[3] number of valid 
 then V times:  entry id, contact key index (into KEYS), email, stamp (_layout.lua),
                attribute count A, A pairs of attribute name and value (the email not among them)
 then:          number of invalid entries I
-then I times:  entry id, errors (JSON), raw entry (truncated), event id or ""
+then I times:  entry id, reason (invalid_event, unknown_destination), errors (JSON),
+               raw entry (truncated), event id or ""
 then:          number of rejected-attribute letters R
 then R times:  email, reason, errors (JSON), attributes (JSON {name: [value, order key]}),
                event id
@@ -67,9 +68,10 @@ end
 
 local invalid = tonumber(ARGV[i]); i = i + 1
 for _ = 1, invalid do
-  local entry, errors, raw, event_id = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
-  i = i + 4
-  redis.call('XADD', KEYS[4], '*', 'reason', 'invalid_event', 'errors', errors, 'raw', raw,
+  local entry, reason, errors, raw, event_id = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3],
+    ARGV[i + 4]
+  i = i + 5
+  redis.call('XADD', KEYS[4], '*', 'reason', reason, 'errors', errors, 'raw', raw,
     'event_id', event_id, 'entry', entry, 'dead_at', now)
   redis.call('XACK', KEYS[1], group, entry)
   redis.call('XDEL', KEYS[1], entry)
