@@ -78,6 +78,11 @@ class Keys:
         return f"{self.scope}:failing"
 
     @property
+    def probe(self) -> str:
+        """STRING held by the one sync that may reach a failing destination (isolation.py)."""
+        return f"{self.scope}:failing:probe"
+
+    @property
     def metrics(self) -> str:
         """HASH of what only the metrics exporter reads: API latency histogram, limiter wait."""
         return f"{self.scope}:metrics"

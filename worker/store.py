@@ -390,5 +390,16 @@ class MergeStore:
     def is_failing(self) -> bool:
         return bool(self.redis.exists(self.keys.failing))
 
+    def take_probe(self, ttl_s: float) -> bool:
+        """Become the one sync allowed to reach this failing destination, for ``ttl_s``."""
+        return bool(self.redis.set(self.keys.probe, 1, nx=True, px=max(1, int(ttl_s * 1000))))
+
+    def end_probe(self, *, recovered: bool) -> None:
+        """Let the next probe go; a probe that succeeded ends the failing state at once."""
+        if recovered:
+            self.redis.delete(self.keys.probe, self.keys.failing)
+        else:
+            self.redis.delete(self.keys.probe)
+
     def incr_stat(self, name: str, amount: int = 1) -> None:
         self.redis.hincrby(self.keys.stats, name, amount)

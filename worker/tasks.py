@@ -17,12 +17,15 @@ from celery import Task
 
 from worker.bulk import BulkStep
 from worker.bulk_store import BulkLimits
+from worker.isolation import HOLD_S, Gate
 from worker.keys import DEFAULT_DESTINATION, Keys
 from worker.logging import get_logger, mask_email
 from worker.metrics import record_outcome
 from worker.pump import Lane, Pump, PumpReport
 from worker.runtime import get_runtime
+from worker.settings import Settings
 from worker.store import Claim, InvalidEntry, MergeStore, RejectedAttributes
+from worker.sync import SyncOutcome
 from worker.sync import sync_contact as run_sync
 
 if TYPE_CHECKING:
@@ -89,27 +92,44 @@ def run_sync_task(
 ) -> str:
     runtime = get_runtime(app.settings, destination)
     settings = runtime.settings
-    outcome = run_sync(
-        email,
-        lease,
-        store=runtime.store,
-        client=runtime.client,
-        limiter=runtime.limiter,
-        settings=settings,
-        rng=runtime.rng,
-        catalog=runtime.catalog,
-    )
-    fields = (
-        outcome.fields
-        if destination == DEFAULT_DESTINATION
-        else {
-            **outcome.fields,
-            "destination": destination,
-        }
-    )
-    getattr(log, outcome.level)(outcome.event, **fields)
+    gate = None
+    if len(app.settings.destination_names) > 1:
+        gate = Gate(runtime.store, probe_ttl_s=settings.timings.lease_s)
+        if not gate.enter():
+            return _hold(runtime.store, settings, email, lease, destination)
+    outcome = SyncOutcome("contact.sync_crashed", "error")
+    try:
+        outcome = run_sync(
+            email,
+            lease,
+            store=runtime.store,
+            client=runtime.client,
+            limiter=runtime.limiter,
+            settings=settings,
+            rng=runtime.rng,
+            catalog=runtime.catalog,
+        )
+    finally:
+        if gate is not None:
+            gate.leave(succeeded=outcome.event == "contact.synced")
+    named = {} if destination == DEFAULT_DESTINATION else {"destination": destination}
+    getattr(log, outcome.level)(outcome.event, **outcome.fields, **named)
     record_outcome(runtime.redis, runtime.keys, outcome)
     return outcome.event
+
+
+def _hold(store: MergeStore, settings: Settings, email: str, lease: str, destination: str) -> str:
+    """Hand the lease back: another sync is probing this failing destination (isolation.py)."""
+    store.finish_sync(
+        email,
+        lease,
+        "retry",
+        confirmed_ttl_s=settings.confirmed_ttl_s,
+        retry_delay_s=HOLD_S,
+        count_attempt=False,
+    )
+    log.info("contact.sync_held", email=email, destination=destination, reason="failing")
+    return "contact.sync_held"
 
 
 def run_sync_many(
