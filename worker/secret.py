@@ -105,10 +105,12 @@ class TokenFile:
     def _refresh(self) -> None:
         self._checked_at = self._clock()
         try:
-            identity = _identity(self.path)
-            if identity == self._identity:
+            if _identity(self.path) == self._identity:
                 return
             self._identity, value = self._read()
+        except OSError as exc:
+            self._on_unreadable(f"cannot read {self.path}: {exc.strerror}")
+            return
         except ConfigError as exc:
             self._on_unreadable(exc.problem)
             return
