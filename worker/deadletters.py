@@ -1,11 +1,18 @@
-"""Dead letters: list, show, replay and purge the entries of ``{prefix}:dead``.
+"""Dead letters: list, show, replay and purge the entries of a destination's ``dead`` stream.
 
 A dead letter is a stream entry with a ``reason``:
 - ``invalid_event``: the raw entry failed validation (``errors``, ``raw``, ``event_id``);
+- ``unknown_destination``: a valid event named a destination that is not configured
+  (``errors``, ``raw``, ``event_id``);
 - ``api_rejected``: ActiveCampaign answered 400/422 (``status``, ``errors`` = its titles);
 - ``retry_expired``: retryable failures outlasted max_retry_age_s.
 Sync dead letters keep ``attributes`` as ``{name: [value, order key]}``, so a replay
 re-enqueues each value with its original ``occurred_at`` and cannot overwrite newer data.
+
+Each destination has its own dead letters (``Keys(prefix, name).dead``); the two reasons
+about whole stream entries land in ``default``'s, since no destination took the entry. A
+replayed sync letter goes back to the destination whose stream held it; a replayed raw
+entry goes back as it was written, naming whatever destination it named.
 
 The stream is bounded (``CONTACT_SYNC_DEAD_LETTER_MAX_COUNT`` and ``_MAX_AGE_S``, applied by
 the scripts that write it), and everything here reads it in pages of ``PAGE_SIZE``, so no
@@ -25,7 +32,7 @@ import redis
 
 from worker.errors import InvalidContactEvent
 from worker.event import attributes_to_event_contact
-from worker.keys import Keys
+from worker.keys import DEFAULT_DESTINATION, Keys
 from worker.redis_client import text as _text
 from worker.schema import encode_event
 
@@ -77,8 +84,9 @@ class DeadLetter:
             "first_attempt_at": _iso(self.first_attempt_at),
         }
 
-    def replay_events(self) -> list[dict[str, str]]:
-        """The stream fields to XADD to deliver this dead letter again."""
+    def replay_events(self, destination: str = DEFAULT_DESTINATION) -> list[dict[str, str]]:
+        """The stream fields to XADD to deliver this dead letter again; re-encoded changes go
+        to ``destination`` (the one whose dead letters held this letter)."""
         if self.raw is not None and not self.attributes:
             return [{"event": self.raw}]
         if self.email is None:
@@ -92,7 +100,12 @@ class DeadLetter:
         for occurred_at, attributes in sorted(by_time.items()):
             try:
                 contact = attributes_to_event_contact(self.email, attributes.items())
-                _, text = encode_event(contact, occurred_at=occurred_at, source=f"replay:{self.id}")
+                _, text = encode_event(
+                    contact,
+                    occurred_at=occurred_at,
+                    source=f"replay:{self.id}",
+                    destination=destination,
+                )
             except InvalidContactEvent:
                 # Valid when it was written; a later, stricter schema is the only way here.
                 return []
@@ -101,6 +114,8 @@ class DeadLetter:
 
 
 class DeadLetters:
+    """The dead letters of one destination: those in ``keys.dead``."""
+
     def __init__(self, client: redis.Redis, keys: Keys) -> None:
         self.redis: Any = client  # redis-py types replies as Awaitable | Any
         self.keys = keys
@@ -157,7 +172,7 @@ class DeadLetters:
         }
 
     def _replay(self, letter: DeadLetter) -> str:
-        events = letter.replay_events()
+        events = letter.replay_events(self.keys.destination)
         if not events:
             return "nothing to replay"
         pipe = self.redis.pipeline(transaction=True)

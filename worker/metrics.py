@@ -9,6 +9,9 @@ Redis does not know yet (API latency by status, limiter wait, config errors) to
 ``{prefix}:metrics``, in one round trip. ``contact-sync metrics`` reads both, plus
 ``read_status()``, when Prometheus scrapes: one exporter for any number of workers.
 
+Each destination keeps its own two hashes (under its ``Keys.scope``); the exporter reads
+those of every destination and labels their series ``destination="NAME"``.
+
 prometheus-client is the optional ``metrics`` extra. Only the exporter imports it, so the
 worker's path (``record_outcome``) works without it.
 """
@@ -18,13 +21,14 @@ from __future__ import annotations
 import json
 import signal
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import redis
 
 from worker.errors import ApiConfigError
-from worker.keys import Keys
+from worker.keys import DEFAULT_DESTINATION, Keys
 from worker.logging import get_logger
 from worker.redis_client import text as _text
 from worker.status import Status, read_status
@@ -58,6 +62,8 @@ _INF = "+Inf"
 # The status label of a request that got no HTTP answer (timeout, connection error).
 NO_RESPONSE_STATUS = "transport_error"
 LIMITER_WAIT_FIELD = "limiter_wait_seconds_total"
+# The label of every series read from one destination's keys (worker/destinations.py).
+_DESTINATION = "destination"
 
 # syncs_total{outcome} <- the {prefix}:stats counter the Lua scripts keep for it. There is
 # no "created": no answer says it (docs/decisions.md, "Create or update: from our own state").
@@ -126,218 +132,304 @@ def record_outcome(client: redis.Redis, keys: Keys, outcome: SyncOutcome) -> Non
         log.warning("metrics.record_failed", error=type(exc).__name__, detail=str(exc))
 
 
+@dataclass(frozen=True, slots=True)
+class _Reading:
+    """What one scrape read for one destination: its status and its ``{scope}:metrics``."""
+
+    destination: str
+    status: Status
+    recorded: dict[str, float]
+
+
 class ContactSyncCollector(_CollectorBase):
     """A prometheus_client collector that reads Redis at every scrape.
+
+    Every series of a destination's own keys carries ``destination="NAME"`` (``default``
+    included, so queries can ``sum by (destination)`` whatever the configuration); the
+    stream's figures and ``contact_sync_up`` are shared and have no such label.
 
     If Redis does not answer, only ``contact_sync_up 0`` is exposed: stale numbers would
     look healthy.
     """
 
-    def __init__(self, client: redis.Redis, keys: Keys) -> None:
+    def __init__(
+        self,
+        client: redis.Redis,
+        keys: Keys,
+        destinations: Iterable[str] = (DEFAULT_DESTINATION,),
+    ) -> None:
         self._redis: Any = client  # redis-py types replies as Awaitable | Any
         self._keys = keys
+        self._destinations = tuple(destinations) or (DEFAULT_DESTINATION,)
 
     def collect(self) -> Iterator[Metric]:
         from prometheus_client.core import GaugeMetricFamily
 
         up_help = "1 if the exporter could read contact-sync's state from Redis, else 0"
         try:
-            status = read_status(self._redis, self._keys)
-            recorded = {
-                _text(name): float(value)
-                for name, value in self._redis.hgetall(self._keys.metrics).items()
-            }
+            readings = [self._read(name) for name in self._destinations]
         except redis.RedisError as exc:
             log.warning("metrics.redis_unavailable", error=type(exc).__name__, detail=str(exc))
             yield GaugeMetricFamily("contact_sync_up", up_help, value=0)
             return
         yield GaugeMetricFamily("contact_sync_up", up_help, value=1)
-        yield from _counters(status.counters, recorded)
-        yield _latency_histogram(recorded)
-        yield from _gauges(status)
+        yield from _counters(readings)
+        yield _latency_histogram(readings)
+        yield from _shared_gauges(readings[0].status)
+        yield from _destination_gauges(readings)
+
+    def _read(self, destination: str) -> _Reading:
+        keys = self._keys.for_destination(destination)
+        status = read_status(self._redis, keys)
+        recorded = {
+            _text(name): float(value) for name, value in self._redis.hgetall(keys.metrics).items()
+        }
+        return _Reading(destination, status, recorded)
 
 
-def _counters(stats: Mapping[str, int], recorded: Mapping[str, float]) -> Iterator[Metric]:
-    from prometheus_client.core import CounterMetricFamily
-
-    def counter(name: str, documentation: str, value: float) -> CounterMetricFamily:
-        return CounterMetricFamily(name, documentation, value=value)
-
-    yield counter(
+# Counters read straight from a destination's {scope}:stats: (name, help, stat field).
+_STAT_COUNTERS: tuple[tuple[str, str, str], ...] = (
+    (
         "contact_sync_events_ingested_total",
         "Valid events merged from the stream (stale ones included)",
-        stats.get("events_ingested", 0),
-    )
-    yield counter(
+        "events_ingested",
+    ),
+    (
         "contact_sync_events_stale_total",
         "Valid events older than the value already held for every attribute they set",
-        stats.get("events_stale", 0),
-    )
-    yield counter(
+        "events_stale",
+    ),
+    (
         "contact_sync_events_invalid_total",
         "Stream entries that failed validation and went to dead letters",
-        stats.get("events_invalid", 0),
-    )
-    syncs = CounterMetricFamily(
-        "contact_sync_syncs_total", "Sync attempts by outcome", labels=["outcome"]
-    )
-    for outcome, stat in _SYNC_OUTCOMES.items():
-        syncs.add_metric([outcome], stats.get(stat, 0))
-    # The dead_lettered stat counts invalid events too; both are kept by the same scripts.
-    dead_syncs = stats.get("dead_lettered", 0) - stats.get("events_invalid", 0)
-    syncs.add_metric(["dead_lettered"], max(0, dead_syncs))
-    yield syncs
-    yield counter(
+        "events_invalid",
+    ),
+    (
         "contact_sync_dead_lettered_total",
         "Dead letters written (invalid events and failed syncs); replay does not lower it",
-        stats.get("dead_lettered", 0),
-    )
-    yield counter(
+        "dead_lettered",
+    ),
+    (
         "contact_sync_dead_letters_trimmed_total",
         "Dead letters dropped by the bounds (DEAD_LETTER_MAX_COUNT, DEAD_LETTER_MAX_AGE_S)",
-        stats.get("dead_trimmed", 0),
-    )
-    yield counter(
+        "dead_trimmed",
+    ),
+    (
         "contact_sync_rate_limited_total",
         "429 answers received from ActiveCampaign",
-        stats.get("rate_limited", 0),
-    )
-    yield counter(
-        "contact_sync_limiter_wait_seconds_total",
-        "Time sync tasks spent waiting for a rate-limiter slot",
-        recorded.get(LIMITER_WAIT_FIELD, 0.0),
-    )
-    batches = CounterMetricFamily(
-        "contact_sync_bulk_batches_total",
-        "Bulk import batches by outcome (submitted, completed, failed, interrupted)",
-        labels=["outcome"],
-    )
-    for outcome in ("submitted", "completed", "failed", "interrupted"):
-        batches.add_metric([outcome], stats.get(f"bulk_batches_{outcome}", 0))
-    yield batches
-    yield counter(
+        "rate_limited",
+    ),
+    (
         "contact_sync_bulk_rate_limited_total",
         'Bulk import answers "Rate limit exceeded." (HTTP 400); each pauses bulk import',
-        stats.get("bulk_rate_limited", 0),
-    )
-    yield counter(
+        "bulk_rate_limited",
+    ),
+    (
         "contact_sync_bulk_polls_total",
         "GET /import/info requests made to follow batches",
-        stats.get("bulk_polls", 0),
-    )
-    yield counter(
+        "bulk_polls",
+    ),
+    (
         "contact_sync_bulk_to_sync_total",
         "Emails handed from bulk import to the sync path (what bulk cannot express, failures)",
-        stats.get("bulk_to_sync", 0),
+        "bulk_to_sync",
+    ),
+)
+_BULK_OUTCOMES = ("submitted", "completed", "failed", "interrupted")
+
+
+def _counters(readings: Sequence[_Reading]) -> Iterator[Metric]:
+    from prometheus_client.core import CounterMetricFamily
+
+    def family(name: str, documentation: str, *labels: str) -> CounterMetricFamily:
+        return CounterMetricFamily(name, documentation, labels=[_DESTINATION, *labels])
+
+    for name, documentation, stat in _STAT_COUNTERS:
+        counter = family(name, documentation)
+        for reading in readings:
+            counter.add_metric([reading.destination], reading.status.counters.get(stat, 0))
+        yield counter
+    syncs = family("contact_sync_syncs_total", "Sync attempts by outcome", "outcome")
+    for reading in readings:
+        stats = reading.status.counters
+        for outcome, stat in _SYNC_OUTCOMES.items():
+            syncs.add_metric([reading.destination, outcome], stats.get(stat, 0))
+        # The dead_lettered stat counts invalid events too; both are kept by the same scripts.
+        dead_syncs = stats.get("dead_lettered", 0) - stats.get("events_invalid", 0)
+        syncs.add_metric([reading.destination, "dead_lettered"], max(0, dead_syncs))
+    yield syncs
+    wait = family(
+        "contact_sync_limiter_wait_seconds_total",
+        "Time sync tasks spent waiting for a rate-limiter slot",
     )
-    requests = CounterMetricFamily(
+    for reading in readings:
+        wait.add_metric([reading.destination], reading.recorded.get(LIMITER_WAIT_FIELD, 0.0))
+    yield wait
+    batches = family(
+        "contact_sync_bulk_batches_total",
+        "Bulk import batches by outcome (submitted, completed, failed, interrupted)",
+        "outcome",
+    )
+    for reading in readings:
+        for outcome in _BULK_OUTCOMES:
+            value = reading.status.counters.get(f"bulk_batches_{outcome}", 0)
+            batches.add_metric([reading.destination, outcome], value)
+    yield batches
+    requests = family(
         "contact_sync_api_requests_total",
         "API requests made by sync tasks, by kind (contact_sync, contactTags, contactLists, ...)",
-        labels=["kind"],
+        "kind",
     )
-    for name, value in sorted(recorded.items()):
-        if name.startswith("requests:"):
-            requests.add_metric([name.partition(":")[2]], value)
+    _add_recorded(requests, readings, "requests:")
     yield requests
-    config = CounterMetricFamily(
+    config = family(
         "contact_sync_config_errors_total",
         "Answers that mean the configuration is wrong (401/402/403/404, redirects)",
-        labels=["status"],
+        "status",
     )
-    for name, value in sorted(recorded.items()):
-        if name.startswith("config_errors:"):
-            config.add_metric([name.partition(":")[2]], value)
+    _add_recorded(config, readings, "config_errors:")
     yield config
 
 
-def _latency_histogram(recorded: Mapping[str, float]) -> Metric:
+def _add_recorded(family: Any, readings: Sequence[_Reading], prefix: str) -> None:
+    """One sample per ``{prefix}{label}`` field of each destination's metrics hash."""
+    for reading in readings:
+        for name, value in sorted(reading.recorded.items()):
+            if name.startswith(prefix):
+                family.add_metric([reading.destination, name.removeprefix(prefix)], value)
+
+
+def _latency_histogram(readings: Sequence[_Reading]) -> Metric:
     from prometheus_client.core import HistogramMetricFamily
 
     histogram = HistogramMetricFamily(
         "contact_sync_api_request_duration_seconds",
         "Duration of ActiveCampaign API requests by HTTP status",
-        labels=["status"],
+        labels=[_DESTINATION, "status"],
     )
-    statuses = sorted(
-        name.partition(":")[2] for name in recorded if name.startswith("api_latency_count:")
-    )
-    for status in statuses:
-        buckets = [
-            (le, recorded.get(f"api_latency_bucket:{status}:{le}", 0.0))
-            for le in map(_le_text, LATENCY_BUCKETS_S)
-        ]
-        buckets.append((_INF, recorded[f"api_latency_count:{status}"]))
-        histogram.add_metric([status], buckets, recorded.get(f"api_latency_sum:{status}", 0.0))
+    for reading in readings:
+        recorded = reading.recorded
+        statuses = sorted(
+            name.partition(":")[2] for name in recorded if name.startswith("api_latency_count:")
+        )
+        for status in statuses:
+            buckets = [
+                (le, recorded.get(f"api_latency_bucket:{status}:{le}", 0.0))
+                for le in map(_le_text, LATENCY_BUCKETS_S)
+            ]
+            buckets.append((_INF, recorded[f"api_latency_count:{status}"]))
+            histogram.add_metric(
+                [reading.destination, status],
+                buckets,
+                recorded.get(f"api_latency_sum:{status}", 0.0),
+            )
     return histogram
 
 
-def _gauges(status: Status) -> Iterator[Metric]:
+def _shared_gauges(status: Status) -> Iterator[Metric]:
+    """The events stream's figures: one stream for every destination, so no label."""
     from prometheus_client.core import GaugeMetricFamily
 
-    values = [
-        ("contact_sync_backlog_events", "Stream entries not yet merged", status.stream_backlog),
-        (
-            "contact_sync_pending_contacts",
-            "Emails with a sync scheduled (debounce, backoff or due now)",
-            status.pending_contacts,
-        ),
-        ("contact_sync_due_contacts", "Emails whose sync is due now", status.due_now),
-        (
-            "contact_sync_in_flight",
-            "Emails under lease: a sync task is queued or running",
-            status.in_flight,
-        ),
-        (
-            "contact_sync_oldest_event_age_seconds",
-            "Age of the oldest entry still in the stream (0 when empty)",
-            status.oldest_event_age_s or 0.0,
-        ),
-        (
-            "contact_sync_most_overdue_seconds",
-            "How late the most overdue scheduled sync is (0 when none is late)",
-            status.most_overdue_s or 0.0,
-        ),
-        ("contact_sync_dead_letters", "Dead letters currently stored", status.dead_letters),
-        (
-            "contact_sync_limiter_paused_seconds",
-            "Seconds left of a pause ordered by a 429's Retry-After",
-            status.limiter_paused_for_s,
-        ),
-        (
-            "contact_sync_bulk_mode",
-            "1 while the backlog drains through bulk import",
-            status.bulk_mode,
-        ),
-        ("contact_sync_bulk_batches", "Bulk import batches in flight", status.bulk_batches),
-        ("contact_sync_bulk_in_flight", "Emails in bulk import batches", status.bulk_in_flight),
-        (
-            "contact_sync_bulk_oldest_batch_age_seconds",
-            "Age of the oldest bulk import batch in flight (0 when none)",
-            status.bulk_oldest_batch_age_s or 0.0,
-        ),
-    ]
-    for name, documentation, value in values:
-        yield GaugeMetricFamily(name, documentation, value=value)
+    yield GaugeMetricFamily(
+        "contact_sync_backlog_events", "Stream entries not yet merged", value=status.stream_backlog
+    )
+    yield GaugeMetricFamily(
+        "contact_sync_oldest_event_age_seconds",
+        "Age of the oldest entry still in the stream (0 when empty)",
+        value=status.oldest_event_age_s or 0.0,
+    )
 
 
-def build_registry(client: redis.Redis, keys: Keys) -> CollectorRegistry:
-    """A fresh registry holding only contact-sync's collector (no process metrics)."""
+# Gauges of each destination's status: (name, help, its value in a Status).
+_DESTINATION_GAUGES: tuple[tuple[str, str, Callable[[Status], float]], ...] = (
+    (
+        "contact_sync_pending_contacts",
+        "Emails with a sync scheduled (debounce, backoff or due now)",
+        lambda status: status.pending_contacts,
+    ),
+    ("contact_sync_due_contacts", "Emails whose sync is due now", lambda status: status.due_now),
+    (
+        "contact_sync_in_flight",
+        "Emails under lease: a sync task is queued or running",
+        lambda status: status.in_flight,
+    ),
+    (
+        "contact_sync_most_overdue_seconds",
+        "How late the most overdue scheduled sync is (0 when none is late)",
+        lambda status: status.most_overdue_s or 0.0,
+    ),
+    (
+        "contact_sync_dead_letters",
+        "Dead letters currently stored",
+        lambda status: status.dead_letters,
+    ),
+    (
+        "contact_sync_limiter_paused_seconds",
+        "Seconds left of a pause ordered by a 429's Retry-After",
+        lambda status: status.limiter_paused_for_s,
+    ),
+    (
+        "contact_sync_bulk_mode",
+        "1 while the backlog drains through bulk import",
+        lambda status: status.bulk_mode,
+    ),
+    (
+        "contact_sync_bulk_batches",
+        "Bulk import batches in flight",
+        lambda status: status.bulk_batches,
+    ),
+    (
+        "contact_sync_bulk_in_flight",
+        "Emails in bulk import batches",
+        lambda status: status.bulk_in_flight,
+    ),
+    (
+        "contact_sync_bulk_oldest_batch_age_seconds",
+        "Age of the oldest bulk import batch in flight (0 when none)",
+        lambda status: status.bulk_oldest_batch_age_s or 0.0,
+    ),
+)
+
+
+def _destination_gauges(readings: Sequence[_Reading]) -> Iterator[Metric]:
+    from prometheus_client.core import GaugeMetricFamily
+
+    for name, documentation, value_of in _DESTINATION_GAUGES:
+        gauge = GaugeMetricFamily(name, documentation, labels=[_DESTINATION])
+        for reading in readings:
+            gauge.add_metric([reading.destination], float(value_of(reading.status)))
+        yield gauge
+
+
+def build_registry(
+    client: redis.Redis, keys: Keys, destinations: Iterable[str] = (DEFAULT_DESTINATION,)
+) -> CollectorRegistry:
+    """A fresh registry holding only contact-sync's collector (no process metrics), for the
+    given destinations under ``keys``' prefix."""
     from prometheus_client import CollectorRegistry
 
     # auto_describe=False: registering must not call collect(), which needs Redis.
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(ContactSyncCollector(client, keys))
+    registry.register(ContactSyncCollector(client, keys, destinations))
     return registry
 
 
-def serve_metrics(client: redis.Redis, keys: Keys, *, host: str, port: int) -> int:
+def serve_metrics(
+    client: redis.Redis,
+    keys: Keys,
+    *,
+    host: str,
+    port: int,
+    destinations: Iterable[str] = (DEFAULT_DESTINATION,),
+) -> int:
     """Serve ``/metrics`` on ``host:port`` (0 picks a free port) until SIGTERM or SIGINT.
 
     Prints one JSON line with the URL once listening. Returns the exit status (0).
     """
     from prometheus_client import start_http_server
 
-    server, thread = start_http_server(port, addr=host, registry=build_registry(client, keys))
+    registry = build_registry(client, keys, destinations)
+    server, thread = start_http_server(port, addr=host, registry=registry)
     stop = threading.Event()
     previous = {
         signum: signal.signal(signum, lambda *_: stop.set())

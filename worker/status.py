@@ -1,16 +1,39 @@
-"""A snapshot of the pipeline's state for ``contact-sync status`` (and metrics)."""
+"""A snapshot of the pipeline's state for ``contact-sync status`` (and metrics).
+
+The events stream and the pump are shared by every destination; everything else (the
+schedule, leases, limiter, bulk import, dead letters, counters) is each destination's own
+(worker/keys.py). ``read_status`` reads one destination with the shared figures;
+``read_overview`` reads every destination an operator looks at.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import redis
 
-from worker.keys import CONSUMER_GROUP, Keys
+from worker.keys import CONSUMER_GROUP, DEFAULT_DESTINATION, Keys
 from worker.redis_client import text as _text
 
-__all__ = ["Status", "read_status"]
+__all__ = [
+    "SHARED_FIGURES",
+    "Overview",
+    "Status",
+    "read_overview",
+    "read_status",
+    "reported_destinations",
+]
+
+#: The Status fields read from what all destinations share: the events stream and the pump.
+SHARED_FIGURES = (
+    "stream_backlog",
+    "stream_unacked",
+    "oldest_event_age_s",
+    "pump_running",
+    "pump_holder",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +61,53 @@ class Status:
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def shared_figures(self) -> dict[str, Any]:
+        """The figures every destination shares (stream and pump)."""
+        return {name: getattr(self, name) for name in SHARED_FIGURES}
+
+    def own_figures(self) -> dict[str, Any]:
+        """The figures of this destination alone: everything but the stream and the pump."""
+        return {name: value for name, value in self.as_dict().items() if name not in SHARED_FIGURES}
+
+
+@dataclass(frozen=True, slots=True)
+class Overview:
+    """The status of every destination reported on, in order (see reported_destinations)."""
+
+    statuses: dict[str, Status]
+
+    @property
+    def single(self) -> bool:
+        """Only ``default``: the shape a single-account deployment always had."""
+        return list(self.statuses) == [DEFAULT_DESTINATION]
+
+    def as_dict(self) -> dict[str, Any]:
+        """``Status.as_dict()`` for a single account. With several destinations, the shared
+        figures once, and each destination's own under ``destinations``."""
+        if self.single:
+            return self.statuses[DEFAULT_DESTINATION].as_dict()
+        first = next(iter(self.statuses.values()))
+        return {
+            **first.shared_figures(),
+            "destinations": {name: status.own_figures() for name, status in self.statuses.items()},
+        }
+
+
+def reported_destinations(configured: Iterable[str]) -> tuple[str, ...]:
+    """The destinations that status, metrics and dead letters cover: the configured ones in
+    their order, then ``default`` if they leave it out, because ``default``'s keys still hold
+    the dead letters of events no destination takes (invalid, or naming an unknown one)."""
+    names = tuple(configured)
+    return names if DEFAULT_DESTINATION in names else (*names, DEFAULT_DESTINATION)
+
+
+def read_overview(redis_client: redis.Redis, keys: Keys, destinations: Iterable[str]) -> Overview:
+    """``read_status`` for each destination under ``keys``' prefix, one after the other (a
+    few small round trips each; the shared figures are those of the first)."""
+    return Overview(
+        {name: read_status(redis_client, keys.for_destination(name)) for name in destinations}
+    )
 
 
 def read_status(redis_client: redis.Redis, keys: Keys) -> Status:

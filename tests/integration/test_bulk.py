@@ -77,10 +77,13 @@ def test_a_backlog_drains_through_bulk_import_and_live_changes_keep_the_sync_pat
     assert after.counters["synced_bulk"] == bulk["contacts_applied"]
     metrics = generate_latest(build_registry(redis_conn, keys)).decode()
     assert (
-        f'contact_sync_bulk_batches_total{{outcome="completed"}} {bulk["batches_completed"]}.0'
-        in metrics
+        f'contact_sync_bulk_batches_total{{destination="default",outcome="completed"}} '
+        f"{bulk['batches_completed']}.0" in metrics
     )
-    assert f'contact_sync_syncs_total{{outcome="bulk"}} {bulk["contacts_applied"]}.0' in metrics
+    assert (
+        f'contact_sync_syncs_total{{destination="default",outcome="bulk"}} '
+        f"{bulk['contacts_applied']}.0" in metrics
+    )
 
 
 def test_contact_sync_import_backfills_through_bulk_import(

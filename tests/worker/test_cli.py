@@ -655,6 +655,171 @@ def test_purge_asks_on_a_terminal(
     assert redis_client.xlen(f"{key_prefix}:dead") == left
 
 
+# -- several destinations -------------------------------------------------------------------
+
+
+@pytest.fixture
+def two_destinations(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """CONTACT_SYNC_DESTINATIONS_FILE naming destinations a and b, each with a token file."""
+    document = {}
+    for name in ("a", "b"):
+        token_file = tmp_path / f"{name}.token"
+        token_file.write_text(f"token-of-{name}\n")
+        document[name] = {"url": "http://127.0.0.1:1", "token_file": str(token_file)}
+    destinations = tmp_path / "destinations.json"
+    destinations.write_text(json.dumps(document))
+    monkeypatch.delenv("ACTIVECAMPAIGN_API_TOKEN")  # the file names every account
+    monkeypatch.setenv("CONTACT_SYNC_DESTINATIONS_FILE", str(destinations))
+
+
+def columns_of(status_text: str, label: str) -> list[str]:
+    """The values printed next to ``label`` in `status` output, one per column."""
+    return value_of(status_text, label).split()
+
+
+@pytest.mark.usefixtures("two_destinations")
+def test_status_shows_each_destination_with_its_own_figures(
+    capsys: pytest.CaptureFixture[str], redis_client: redis.Redis, key_prefix: str
+) -> None:
+    """With destinations a and b, `status` prints the stream once, then a column per
+    destination (and default, which holds what no destination took) with its own figures."""
+    seconds, _ = redis_client.time()
+    redis_client.zadd(f"{key_prefix}:dest:a:due", {"x@example.com": (int(seconds) - 5) * 1000})
+    redis_client.zadd(f"{key_prefix}:dest:b:leases", {"y@example.com": (int(seconds) + 60) * 1000})
+    add_sync_letter(redis_client, f"{key_prefix}:dest:b")
+    add_invalid_letter(redis_client, key_prefix)
+    redis_client.hincrby(f"{key_prefix}:dest:a:stats", "events_ingested", 3)
+    assert run(capsys, "enqueue", "--email", EMAIL)[0] == 0
+
+    code, out, _ = run(capsys, "status")
+
+    assert code == 0
+    assert value_of(out, "backlog") == "1"
+    assert columns_of(out, "Destination") == ["a", "b", "default"]
+    assert columns_of(out, "due now") == ["1", "0", "0"]
+    assert columns_of(out, "in flight") == ["0", "1", "0"]
+    assert columns_of(out, "Dead letters") == ["0", "1", "1"]
+    assert columns_of(out, "events_ingested") == ["3", "0", "0"]
+
+
+@pytest.mark.usefixtures("two_destinations")
+def test_status_json_with_destinations_nests_their_figures(
+    capsys: pytest.CaptureFixture[str], redis_client: redis.Redis, key_prefix: str
+) -> None:
+    """`status --json` keeps the shared figures at the top and puts each destination's own
+    under `destinations`."""
+    add_sync_letter(redis_client, f"{key_prefix}:dest:a")
+
+    code, out, _ = run(capsys, "status", "--json")
+
+    assert code == 0
+    document = json.loads(out)
+    assert document["stream_backlog"] == 0
+    assert "dead_letters" not in document
+    assert list(document["destinations"]) == ["a", "b", "default"]
+    assert {
+        name: figures["dead_letters"] for name, figures in document["destinations"].items()
+    } == {
+        "a": 1,
+        "b": 0,
+        "default": 0,
+    }
+
+
+@pytest.mark.usefixtures("two_destinations")
+def test_dead_letters_list_and_show_read_the_destination_given(
+    capsys: pytest.CaptureFixture[str], redis_client: redis.Redis, key_prefix: str
+) -> None:
+    """`--destination NAME` lists and shows that destination's letters only; without it,
+    default's (where events no destination takes are dead-lettered)."""
+    in_b = add_sync_letter(redis_client, f"{key_prefix}:dest:b")
+    in_default = add_invalid_letter(redis_client, key_prefix)
+
+    _, in_b_listed, _ = run(capsys, "dead-letters", "list", "--destination", "b", "--json")
+    _, in_default_listed, _ = run(capsys, "dead-letters", "list", "--json")
+    _, in_a_listed, _ = run(capsys, "dead-letters", "list", "--destination", "a")
+    code, shown, _ = run(capsys, "dead-letters", "show", in_b, "--destination", "b")
+    _, shown_in_default, _ = run(capsys, "dead-letters", "show", in_b)  # ids may repeat
+
+    assert [(letter["id"], letter["reason"]) for letter in json.loads(in_b_listed)] == [
+        (in_b, "api_rejected")
+    ]
+    assert [letter["id"] for letter in json.loads(in_default_listed)] == [in_default]
+    assert in_a_listed.strip() == "no dead letters for destination a"
+    assert code == 0
+    assert EMAIL in shown
+    assert EMAIL not in shown_in_default
+
+
+@pytest.mark.usefixtures("two_destinations")
+def test_replay_sends_a_destinations_letter_back_to_it(
+    capsys: pytest.CaptureFixture[str], redis_client: redis.Redis, key_prefix: str
+) -> None:
+    """`replay --destination b` re-enqueues b's sync letter as events naming b, and leaves
+    the other destinations' letters alone."""
+    letter_id = add_sync_letter(redis_client, f"{key_prefix}:dest:b")
+    kept = add_sync_letter(redis_client, f"{key_prefix}:dest:a")
+
+    code, out, _ = run(capsys, "dead-letters", "replay", letter_id, "--destination", "b", "--json")
+
+    assert code == 0
+    assert json.loads(out) == {letter_id: "replayed"}
+    written = [json.loads(raw) for raw in events(redis_client, key_prefix)]
+    assert [event["destination"] for event in written] == ["b", "b"]
+    assert [decode_event(raw).destination for raw in events(redis_client, key_prefix)] == [
+        "b",
+        "b",
+    ]
+    assert redis_client.xlen(f"{key_prefix}:dest:b:dead") == 0
+    assert [
+        entry_id.decode() for entry_id, _ in redis_client.xrange(f"{key_prefix}:dest:a:dead")
+    ] == [kept]
+
+
+@pytest.mark.usefixtures("two_destinations")
+def test_purge_deletes_only_the_destinations_letters(
+    capsys: pytest.CaptureFixture[str], redis_client: redis.Redis, key_prefix: str
+) -> None:
+    """`purge --destination a --yes` empties a's dead letters and no one else's."""
+    add_sync_letter(redis_client, f"{key_prefix}:dest:a")
+    add_sync_letter(redis_client, f"{key_prefix}:dest:b")
+
+    code, out, _ = run(capsys, "dead-letters", "purge", "--destination", "a", "--yes", "--json")
+
+    assert (code, json.loads(out)) == (0, {"purged": 1})
+    assert redis_client.xlen(f"{key_prefix}:dest:a:dead") == 0
+    assert redis_client.xlen(f"{key_prefix}:dest:b:dead") == 1
+
+
+@pytest.mark.usefixtures("two_destinations")
+@pytest.mark.parametrize("command", ["list", "show 1-1", "replay --all", "purge --yes"])
+def test_unknown_destination_is_a_usage_error_naming_the_configured_ones(
+    capsys: pytest.CaptureFixture[str], redis_client: redis.Redis, key_prefix: str, command: str
+) -> None:
+    """An unknown --destination exits 2, names the configured destinations and touches nothing."""
+    add_sync_letter(redis_client, f"{key_prefix}:dest:a")
+
+    code, out, err = run(capsys, "dead-letters", *command.split(), "--destination", "c")
+
+    assert (code, out) == (2, "")
+    assert "'--destination'" in err
+    assert "no destination named 'c'; the configured ones are: a, b, default" in err
+    assert redis_client.xlen(f"{key_prefix}:dead") == redis_client.xlen(f"{key_prefix}:events") == 0
+    assert redis_client.xlen(f"{key_prefix}:dest:a:dead") == 1
+
+
+def test_without_a_destinations_file_only_default_is_known(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """With one account, --destination default works and any other name is refused."""
+    assert run(capsys, "dead-letters", "list", "--destination", "default")[0] == 0
+
+    code, _, err = run(capsys, "dead-letters", "list", "--destination", "a")
+
+    assert code == 2
+    assert "the configured ones are: default" in err
+
+
 # -- fake-activecampaign --------------------------------------------------------------------
 
 

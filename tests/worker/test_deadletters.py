@@ -166,3 +166,55 @@ def test_purge_counts_what_it_deleted(store: DeadLetters) -> None:
     assert store.purge([one, "nonsense", "1-1"]) == 1
     assert store.purge_all() == 2
     assert store.count() == 0
+
+
+# -- destinations ---------------------------------------------------------------------------
+
+
+def test_replay_events_go_to_the_destination_given() -> None:
+    """A sync letter's changes are re-encoded for the destination given; default's carry
+    no destination at all, as producers write them."""
+    dead = letter(attributes={"firstName": ["Jon", order(T1)]})
+
+    (to_b,) = dead.replay_events("b")
+    (to_default,) = dead.replay_events()
+
+    assert json.loads(to_b["event"])["destination"] == "b"
+    assert decode_event(to_b["event"]).destination == "b"
+    assert "destination" not in json.loads(to_default["event"])
+
+
+def test_replay_of_a_destinations_letter_goes_back_to_it(
+    redis_client: redis.Redis, key_prefix: str
+) -> None:
+    """DeadLetters of destination b reads b's stream only, and replays onto the shared
+    events stream an event naming b."""
+    default = DeadLetters(redis_client, Keys(key_prefix))
+    b = DeadLetters(redis_client, Keys(key_prefix, "b"))
+    letter_id = add_sync_letter(b, {"firstName": ["Jon", order(T1)]})
+    add_sync_letter(default, {"lastName": ["Doe", order(T1)]})
+
+    assert [dead.id for dead in b.list()] == [letter_id]
+    assert b.replay([letter_id]) == {letter_id: "replayed"}
+
+    ((_, fields),) = redis_client.xrange(Keys(key_prefix).events)
+    event = decode_event(fields[b"event"].decode())
+    assert (event.destination, event.attributes) == ("b", {"firstName": "Jon"})
+    assert (b.count(), default.count()) == (0, 1)
+
+
+def test_replay_of_an_unknown_destination_letter_resends_the_raw_event(
+    redis_client: redis.Redis, key_prefix: str
+) -> None:
+    """An unknown_destination letter (in default's stream) replays its event text as it was
+    written, still naming the destination it named."""
+    default = DeadLetters(redis_client, Keys(key_prefix))
+    raw = json.dumps({"v": 2, "id": "e-1", "destination": "c", "contact": {}})
+    letter_id = redis_client.xadd(
+        Keys(key_prefix).dead, {"reason": "unknown_destination", "raw": raw}
+    ).decode()
+
+    assert default.replay([letter_id]) == {letter_id: "replayed"}
+
+    ((_, fields),) = redis_client.xrange(Keys(key_prefix).events)
+    assert fields == {b"event": raw.encode()}

@@ -61,9 +61,11 @@ def keys(key_prefix: str) -> Keys:
     return Keys(key_prefix)
 
 
-def scrape(client: redis.Redis, keys: Keys) -> dict[str, dict[tuple[tuple[str, str], ...], float]]:
+def scrape(
+    client: redis.Redis, keys: Keys, destinations: tuple[str, ...] = ("default",)
+) -> dict[str, dict[tuple[tuple[str, str], ...], float]]:
     """Sample name -> {sorted labels: value}, parsed from the text exposition."""
-    text = generate_latest(build_registry(client, keys)).decode()
+    text = generate_latest(build_registry(client, keys, destinations)).decode()
     samples: dict[str, dict[tuple[tuple[str, str], ...], float]] = {}
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
@@ -73,7 +75,13 @@ def scrape(client: redis.Redis, keys: Keys) -> dict[str, dict[tuple[tuple[str, s
 
 
 def one(samples: dict[str, dict[Any, float]], name: str, **labels: str) -> float:
-    return samples[name][tuple(sorted(labels.items()))]
+    """One sample's value; a per-destination series is ``default``'s unless ``destination``
+    is given (shared series, such as the stream's and contact_sync_up, have no such label)."""
+    series = samples[name]
+    exact = tuple(sorted(labels.items()))
+    if exact in series or "destination" in labels:
+        return series[exact]
+    return series[tuple(sorted({**labels, "destination": "default"}.items()))]
 
 
 def unreachable_redis() -> redis.Redis:
@@ -247,11 +255,11 @@ def test_first_and_later_syncs_count_under_their_outcome_labels(
         )
 
     syncs = scrape(redis_client, keys)["contact_sync_syncs_total"]
-    assert {labels[0][1]: value for labels, value in syncs.items() if value} == {
+    assert {dict(labels)["outcome"]: value for labels, value in syncs.items() if value} == {
         "first": 1,
         "updated": 1,
     }
-    assert (("outcome", "created"),) not in syncs
+    assert not any(dict(labels)["outcome"] == "created" for labels in syncs)
 
 
 # -- the collector --------------------------------------------------------------------------
@@ -344,6 +352,80 @@ def test_collector_reports_only_up_0_when_redis_is_unreachable(keys: Keys) -> No
 
     assert samples == {"contact_sync_up": {(): 0.0}}
     assert [line["event"] for line in logs] == ["metrics.redis_unavailable"]
+
+
+# -- several destinations -------------------------------------------------------------------
+
+SHARED_SERIES = {
+    "contact_sync_up",
+    "contact_sync_backlog_events",
+    "contact_sync_oldest_event_age_seconds",
+}
+
+
+def test_every_destination_has_its_own_labelled_series(
+    redis_client: redis.Redis, keys: Keys
+) -> None:
+    """Each destination's counters, histogram and gauges come from its own keys under
+    destination="NAME"; the shared stream's gauges are exposed once, without the label."""
+    a, b = keys.for_destination("a"), keys.for_destination("b")
+    redis_client.hset(a.stats, mapping={"synced_unknown": 3, "rate_limited": 1})
+    redis_client.hset(b.stats, mapping={"synced_unknown": 5, "synced_updated": 2})
+    record_outcome(redis_client, a, SYNCED)
+    record_outcome(redis_client, b, FORBIDDEN)
+    seconds, _ = redis_client.time()
+    redis_client.zadd(b.due, {"late@example.com": (int(seconds) - 30) * 1000})
+    redis_client.xadd(a.dead, {"reason": "api_rejected"})
+    redis_client.xadd(keys.dead, {"reason": "unknown_destination"})
+    redis_client.hset(keys.stats, mapping={"events_invalid": 1, "dead_lettered": 1})
+    redis_client.xadd(keys.events, {"event": "{}"})
+
+    samples = scrape(redis_client, keys, ("a", "b", "default"))
+
+    def per_destination(name: str, **labels: str) -> dict[str, float]:
+        return {
+            destination: one(samples, name, destination=destination, **labels)
+            for destination in ("a", "b", "default")
+        }
+
+    assert per_destination("contact_sync_syncs_total", outcome="first") == {
+        "a": 3,
+        "b": 5,
+        "default": 0,
+    }
+    assert per_destination("contact_sync_syncs_total", outcome="updated")["b"] == 2
+    assert per_destination("contact_sync_rate_limited_total") == {"a": 1, "b": 0, "default": 0}
+    assert per_destination("contact_sync_dead_letters") == {"a": 1, "b": 0, "default": 1}
+    assert per_destination("contact_sync_events_invalid_total") == {"a": 0, "b": 0, "default": 1}
+    assert per_destination("contact_sync_due_contacts") == {"a": 0, "b": 1, "default": 0}
+    assert 29 <= one(samples, "contact_sync_most_overdue_seconds", destination="b") < 40
+    assert one(samples, "contact_sync_limiter_wait_seconds_total", destination="a") == 0.25
+    assert one(samples, "contact_sync_config_errors_total", destination="b", status="403") == 1
+    count = "contact_sync_api_request_duration_seconds_count"
+    assert one(samples, count, destination="a", status="201") == 1
+    assert one(samples, count, destination="b", status="403") == 1
+    assert (("destination", "b"), ("status", "201")) not in samples[count]
+    assert one(samples, "contact_sync_backlog_events") == 1
+    for name, series in samples.items():
+        for labels in series:
+            assert (name in SHARED_SERIES) != ("destination" in dict(labels)), (name, labels)
+
+
+def test_a_single_account_labels_its_series_default(redis_client: redis.Redis, keys: Keys) -> None:
+    """Without destinations every per-destination series says destination="default", so the
+    same queries work before and after a second account is added."""
+    record_outcome(redis_client, keys, SYNCED)
+
+    samples = scrape(redis_client, keys)
+
+    destinations = {
+        dict(labels).get("destination")
+        for name, series in samples.items()
+        if name not in SHARED_SERIES
+        for labels in series
+    }
+    assert destinations == {"default"}
+    assert one(samples, "contact_sync_syncs_total", outcome="first", destination="default") == 0
 
 
 # -- ops/: alert rules, Prometheus config, Grafana dashboard -------------------------------

@@ -8,7 +8,13 @@ import pytest
 import redis
 
 from worker.keys import CONSUMER_GROUP, Keys
-from worker.status import Status, read_status
+from worker.status import (
+    SHARED_FIGURES,
+    Status,
+    read_overview,
+    read_status,
+    reported_destinations,
+)
 
 
 @pytest.fixture
@@ -115,3 +121,75 @@ def test_as_dict_has_every_field(redis_client: redis.Redis, keys: Keys) -> None:
     status = read_status(redis_client, keys)
 
     assert set(status.as_dict()) == {f.name for f in dataclasses.fields(Status)}
+
+
+# -- several destinations -------------------------------------------------------------------
+
+
+def test_reported_destinations_add_default_after_the_configured_ones() -> None:
+    """The configured destinations keep their order; default comes last unless configured,
+    since its keys hold the dead letters of events no destination takes."""
+    assert reported_destinations(["default"]) == ("default",)
+    assert reported_destinations(["b", "a"]) == ("b", "a", "default")
+    assert reported_destinations(["a", "default", "b"]) == ("a", "default", "b")
+
+
+def test_overview_reads_each_destination_from_its_own_keys(
+    redis_client: redis.Redis, keys: Keys
+) -> None:
+    """Two destinations show their own schedule, leases, limiter and dead letters; the
+    stream and the pump are read once, as they are shared."""
+    a, b = keys.for_destination("a"), keys.for_destination("b")
+    now = redis_now_ms(redis_client)
+    redis_client.zadd(a.due, {"x@example.com": now - 1000, "y@example.com": now - 2000})
+    redis_client.zadd(b.leases, {"z@example.com": now + 30_000})
+    redis_client.set(b.rate_pause, now + 3000)
+    redis_client.xadd(b.dead, {"reason": "api_rejected"})
+    redis_client.hincrby(a.stats, "events_ingested", 2)
+    redis_client.xadd(keys.events, {"event": "{}"})
+    redis_client.set(keys.pump_lock, "w1@host/0a1b2c")
+
+    overview = read_overview(redis_client, keys, ("a", "b", "default"))
+
+    assert list(overview.statuses) == ["a", "b", "default"]
+    first, second, default = overview.statuses.values()
+    assert (first.due_now, first.in_flight, first.dead_letters) == (2, 0, 0)
+    assert (second.due_now, second.in_flight, second.dead_letters) == (0, 1, 1)
+    assert first.limiter_paused_for_s == 0.0
+    assert 2.0 < second.limiter_paused_for_s <= 3.0
+    assert (first.counters, second.counters) == ({"events_ingested": 2}, {})
+    assert (default.pending_contacts, default.dead_letters) == (0, 0)
+    assert {status.stream_backlog for status in overview.statuses.values()} == {1}
+    assert {status.pump_holder for status in overview.statuses.values()} == {"w1@host"}
+
+
+def test_overview_dict_nests_each_destinations_own_figures(
+    redis_client: redis.Redis, keys: Keys
+) -> None:
+    """With several destinations, as_dict() has the shared figures once and the rest of each
+    destination's under `destinations`."""
+    redis_client.xadd(keys.for_destination("b").dead, {"reason": "api_rejected"})
+    redis_client.xadd(keys.events, {"event": "{}"})
+
+    document = read_overview(redis_client, keys, ("a", "b", "default")).as_dict()
+
+    assert set(document) == {*SHARED_FIGURES, "destinations"}
+    assert document["stream_backlog"] == 1
+    assert list(document["destinations"]) == ["a", "b", "default"]
+    own = {f.name for f in dataclasses.fields(Status)} - set(SHARED_FIGURES)
+    for figures in document["destinations"].values():
+        assert set(figures) == own
+    assert [figures["dead_letters"] for figures in document["destinations"].values()] == [0, 1, 0]
+
+
+def test_overview_of_default_alone_is_the_status_of_old(
+    redis_client: redis.Redis, keys: Keys
+) -> None:
+    """With only default, as_dict() is exactly read_status().as_dict(): no `destinations`."""
+    redis_client.xadd(keys.dead, {"reason": "invalid_event"})
+
+    overview = read_overview(redis_client, keys, ("default",))
+
+    assert overview.single
+    assert overview.as_dict() == read_status(redis_client, keys).as_dict()
+    assert overview.as_dict()["dead_letters"] == 1

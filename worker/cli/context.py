@@ -9,9 +9,10 @@ import click
 import redis
 
 from producers import ContactSyncProducer
-from worker.keys import Keys
+from worker.keys import DEFAULT_DESTINATION, Keys
 from worker.redis_client import connect, redacted_url
 from worker.settings import Settings
+from worker.status import reported_destinations
 
 __all__ = [
     "EXIT_FAILURE",
@@ -21,6 +22,7 @@ __all__ = [
     "PROG",
     "CliState",
     "aware_datetime",
+    "destination_option",
     "error",
     "field_assignment",
     "json_option",
@@ -47,7 +49,26 @@ class CliState:
 
     @property
     def keys(self) -> Keys:
+        """The keys of ``default``, and of what all destinations share (the stream)."""
         return Keys(self.settings.key_prefix)
+
+    @property
+    def destinations(self) -> tuple[str, ...]:
+        """The destinations status, metrics and dead letters cover: the configured ones,
+        and ``default`` (which holds the dead letters of events no destination takes)."""
+        return reported_destinations(self.settings.destination_names)
+
+    def keys_for(self, destination: str) -> Keys:
+        """The keys of one destination; a name not configured is a usage error that lists
+        the names that are (raised here, once the settings are read, not while parsing)."""
+        if destination not in self.destinations:
+            raise click.BadParameter(
+                f"no destination named {destination!r}; "
+                f"the configured ones are: {', '.join(self.destinations)}",
+                ctx=click.get_current_context(silent=True),
+                param_hint="'--destination'",
+            )
+        return self.keys.for_destination(destination)
 
     def connect(self) -> redis.Redis:
         """A client for CONTACT_SYNC_REDIS_URL (no connection until its first command)."""
@@ -71,6 +92,14 @@ class CliState:
 pass_state = click.make_pass_decorator(CliState, ensure=True)
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
+
+destination_option = click.option(
+    "--destination",
+    default=DEFAULT_DESTINATION,
+    show_default=True,
+    metavar="NAME",
+    help="The destination (ActiveCampaign account) whose dead letters to use.",
+)
 
 
 def aware_datetime(text: str) -> dt.datetime:

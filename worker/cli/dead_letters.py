@@ -1,4 +1,8 @@
-"""``contact-sync dead-letters``: list, show, replay and purge ``{prefix}:dead``."""
+"""``contact-sync dead-letters``: list, show, replay and purge a destination's dead letters.
+
+``--destination NAME`` (``default`` when left out) picks the destination; ``default``'s
+also hold the entries no destination took (``invalid_event``, ``unknown_destination``).
+"""
 
 from __future__ import annotations
 
@@ -14,11 +18,13 @@ from worker.cli.context import (
     EXIT_OK,
     EXIT_USAGE,
     CliState,
+    destination_option,
     error,
     json_option,
     pass_state,
 )
 from worker.deadletters import DeadLetters
+from worker.keys import DEFAULT_DESTINATION
 
 __all__ = ["dead_letters"]
 
@@ -29,25 +35,31 @@ def dead_letters() -> None:
 
 
 @contextmanager
-def _store(state: CliState) -> Iterator[DeadLetters]:
+def _store(state: CliState, destination: str) -> Iterator[DeadLetters]:
+    """The dead letters of ``destination``; an unknown name fails before Redis is reached."""
+    keys = state.keys_for(destination)
     with state.connect() as client:
-        yield DeadLetters(client, state.keys)
+        yield DeadLetters(client, keys)
 
 
 @dead_letters.command("list")
 @click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True)
 @click.option("--reason", help="Only this reason, e.g. api_rejected.")
+@destination_option
 @json_option
 @pass_state
-def list_letters(state: CliState, limit: int, reason: str | None, as_json: bool) -> int:
+def list_letters(
+    state: CliState, limit: int, reason: str | None, destination: str, as_json: bool
+) -> int:
     """Dead letters, oldest first."""
-    with _store(state) as store:
+    with _store(state, destination) as store:
         letters = store.list(limit=limit, reason=reason)
         total = store.count()
     if as_json:
         click.echo(render.to_json([letter.as_dict() for letter in letters]))
     elif not letters:
-        click.echo("no dead letters" + (f" with reason {reason}" if reason else ""))
+        where = "" if destination == DEFAULT_DESTINATION else f" for destination {destination}"
+        click.echo("no dead letters" + (f" with reason {reason}" if reason else "") + where)
     else:
         click.echo(render.letters_table(letters))
         if reason is None and len(letters) < total:
@@ -57,11 +69,12 @@ def list_letters(state: CliState, limit: int, reason: str | None, as_json: bool)
 
 @dead_letters.command()
 @click.argument("letter_id", metavar="ID")
+@destination_option
 @json_option
 @pass_state
-def show(state: CliState, letter_id: str, as_json: bool) -> int:
+def show(state: CliState, letter_id: str, destination: str, as_json: bool) -> int:
     """One dead letter in full."""
-    with _store(state) as store:
+    with _store(state, destination) as store:
         letter = store.get(letter_id)
     if letter is None:
         error(f"no dead letter with id {letter_id}")
@@ -74,6 +87,7 @@ def show(state: CliState, letter_id: str, as_json: bool) -> int:
 @click.argument("letter_ids", nargs=-1, metavar="[ID]...")
 @click.option("--all", "replay_all", is_flag=True, help="Replay every dead letter.")
 @click.option("--reason", help="With --all: only this reason, e.g. unknown_field.")
+@destination_option
 @json_option
 @pass_state
 def replay(
@@ -81,14 +95,15 @@ def replay(
     letter_ids: tuple[str, ...],
     replay_all: bool,
     reason: str | None,
+    destination: str,
     as_json: bool,
 ) -> int:
-    """Re-enqueue dead letters and delete them."""
+    """Re-enqueue dead letters and delete them; their changes go to the same destination."""
     if replay_all == bool(letter_ids):
         raise click.UsageError("give dead letter ids or --all, not both")
     if reason is not None and not replay_all:
         raise click.UsageError("--reason goes with --all")
-    with _store(state) as store:
+    with _store(state, destination) as store:
         results = store.replay_all(reason=reason) if replay_all else store.replay(letter_ids)
     if as_json:
         click.echo(render.to_json(results))
@@ -103,15 +118,21 @@ def replay(
 @click.argument("letter_ids", nargs=-1, metavar="[ID]...")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 @click.option("--reason", help="Without ids: only the letters with this reason.")
+@destination_option
 @json_option
 @pass_state
 def purge(
-    state: CliState, letter_ids: tuple[str, ...], yes: bool, reason: str | None, as_json: bool
+    state: CliState,
+    letter_ids: tuple[str, ...],
+    yes: bool,
+    reason: str | None,
+    destination: str,
+    as_json: bool,
 ) -> int:
     """Delete the given dead letters, or all of them (with --reason, all of that reason)."""
     if reason is not None and letter_ids:
         raise click.UsageError("give dead letter ids or --reason, not both")
-    with _store(state) as store:
+    with _store(state, destination) as store:
         if not yes:
             if not sys.stdin.isatty():
                 error("dead-letters purge: refusing without --yes (stdin is not a terminal)")
@@ -122,7 +143,8 @@ def purge(
                 target = f"every dead letter with reason {reason}"
             else:
                 target = f"all {store.count()} dead letters"
-            if not _typed_yes(f"Purge {target}? Type 'yes' to continue"):
+            question = f"Purge {target} of destination {destination}? Type 'yes' to continue"
+            if not _typed_yes(question):
                 error("purge cancelled; nothing was deleted")
                 return EXIT_FAILURE
         purged = store.purge(letter_ids) if letter_ids else store.purge_all(reason=reason)

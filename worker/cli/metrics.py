@@ -16,7 +16,7 @@ __all__ = ["metrics"]
 @click.option("--port", type=int, default=9808, show_default=True, help="0 picks a free port.")
 @pass_state
 def metrics(state: CliState, host: str, port: int) -> int:
-    """Serve Prometheus metrics read from Redis."""
+    """Serve Prometheus metrics read from Redis, labelled by destination."""
     if find_spec("prometheus_client") is None:  # the optional "metrics" extra
         error("metrics needs prometheus-client: pip install 'contact-sync[metrics]'")
         return EXIT_FAILURE
@@ -27,7 +27,9 @@ def metrics(state: CliState, host: str, port: int) -> int:
     celery_setup_logging(state.settings)  # the exporter's warnings are JSON lines like the worker's
     with state.connect() as client:
         try:
-            return serve_metrics(client, state.keys, host=host, port=port)
+            return serve_metrics(
+                client, state.keys, host=host, port=port, destinations=state.destinations
+            )
         except OSError as exc:  # the port is taken or the address is not this host's
             error(f"metrics: cannot serve on {host}:{port}: {one_line(exc)}")
             return EXIT_FAILURE

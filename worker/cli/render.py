@@ -95,31 +95,86 @@ _STATUS_LAYOUT: tuple[tuple[str, str | None], ...] = (
 )
 
 
-def status_text(figures: Mapping[str, Any]) -> str:
-    """``Status.as_dict()`` as labelled sections with the values in one column.
+#: One line of ``status_text``: a label and its value in each column, or a heading (None).
+_Row = tuple[str, list[str] | None]
 
-    Figures that ``_STATUS_LAYOUT`` does not place are listed after it, so a new figure
-    shows up before anyone decides where it belongs.
+
+def status_text(figures: Mapping[str, Any]) -> str:
+    """``Overview.as_dict()`` as labelled sections with the values in one column.
+
+    With several destinations (a ``destinations`` mapping), the shared figures (stream and
+    pump) come first, then a table with one column per destination. Figures that
+    ``_STATUS_LAYOUT`` does not place are listed after it, so a new figure shows up before
+    anyone decides where it belongs.
     """
-    rows: list[tuple[str, str | None]] = []
+    destinations = figures.get("destinations")
+    if not isinstance(destinations, Mapping):
+        return _aligned([_figure_rows([figures])])
+    shared = {key: value for key, value in figures.items() if key != "destinations"}
+    header: _Row = ("Destination", [printable(str(name)) for name in destinations])
+    return _aligned([_figure_rows([shared]), [header, *_figure_rows(list(destinations.values()))]])
+
+
+def _figure_rows(columns: Sequence[Mapping[str, Any]]) -> list[_Row]:
+    """The rows for these columns of figures: the layout's, then unplaced ones, then counters;
+    a figure no column has is left out, and so is a heading left with nothing under it."""
+    present = {key: None for column in columns for key in column}  # ordered, no repeats
+    rows: list[_Row] = []
     for label, key in _STATUS_LAYOUT:
         if key is None:
             rows.append((label, None))
-        elif key in figures:
-            rows.append((label, _figure(key, figures[key])))
+        elif key in present:
+            rows.append((label, [_figure(key, column.get(key)) for column in columns]))
     placed = {key for _, key in _STATUS_LAYOUT} | {"counters"}
     rows += [
-        (key.replace("_", " ").capitalize(), _figure(key, value))
-        for key, value in figures.items()
+        (key.replace("_", " ").capitalize(), [_figure(key, column.get(key)) for column in columns])
+        for key in present
         if key not in placed
     ]
-    counters = figures.get("counters") or {}
-    rows.append(("Counters", None if counters else NONE))
-    rows += [(f"  {name}", str(count)) for name, count in sorted(counters.items())]
-    width = max(len(label) for label, _ in rows)
-    return "\n".join(
-        label if value is None else f"{label.ljust(width)}  {value}" for label, value in rows
-    )
+    if "counters" in present:
+        rows += _counter_rows([column.get("counters") or {} for column in columns])
+    return _without_empty_headings(rows)
+
+
+def _counter_rows(counters: Sequence[Mapping[str, int]]) -> list[_Row]:
+    names = sorted({name for column in counters for name in column})
+    if not names:
+        return [("Counters", [NONE] * len(counters))]
+    rows: list[_Row] = [("Counters", None)]
+    rows += [(f"  {name}", [str(column.get(name, 0)) for column in counters]) for name in names]
+    return rows
+
+
+def _without_empty_headings(rows: list[_Row]) -> list[_Row]:
+    """Drop each heading not followed by an indented figure of its own."""
+    kept = []
+    for index, (label, values) in enumerate(rows):
+        following = rows[index + 1][0] if index + 1 < len(rows) else ""
+        if values is not None or following.startswith("  "):
+            kept.append((label, values))
+    return kept
+
+
+def _aligned(blocks: Sequence[Sequence[_Row]]) -> str:
+    """Blocks of rows, a blank line between them: labels padded to one width in all of
+    them, values in columns two spaces apart (the last one unpadded)."""
+    width = max(len(label) for block in blocks for label, _ in block)
+    texts = []
+    for block in blocks:
+        count = max((len(values) for _, values in block if values is not None), default=0)
+        widths = [
+            max(len(values[n]) for _, values in block if values is not None and len(values) > n)
+            for n in range(count)
+        ]
+        lines = []
+        for label, values in block:
+            if values is None:
+                lines.append(label)
+                continue
+            cells = [value.ljust(size) for value, size in zip(values[:-1], widths, strict=False)]
+            lines.append(f"{label.ljust(width)}  " + "  ".join([*cells, values[-1]]))
+        texts.append("\n".join(lines))
+    return "\n\n".join(texts)
 
 
 def _figure(key: str, value: Any) -> str:
