@@ -2,6 +2,7 @@
 
     # settings.py (every key is optional; missing ones come from the environment)
     CONTACT_SYNC = {"REDIS_URL": "redis://...", "SOURCE": "django:web"}
+    # and "DESTINATION": "eu", the ActiveCampaign account of calls that name none ("default")
 
     # anywhere in a request
     from producers.django import contact_changed_on_commit
@@ -18,6 +19,7 @@
         tags={"trial": "is_trial"},                  # truthy adds the tag, falsy removes it
         lists={"Newsletter": "wants_newsletter"},    # truthy subscribes, falsy unsubscribes
         account="company",                           # "" unlinks the company
+        destination="billing",                       # a destination's name, not an attribute
     )
 
 Writing only after commit means a rolled-back transaction never reports a change that
@@ -41,19 +43,25 @@ except ImportError as exc:  # pragma: no cover - exercised only where Django is 
     raise ImportError("producers.django needs Django: pip install 'contact-sync[django]'") from exc
 
 from producers._producer import ContactSyncProducer
+from worker.destinations import DESTINATION_ERROR, DESTINATION_NAME
 from worker.errors import ConfigError
 from worker.settings import Settings
 
 __all__ = ["contact_changed_on_commit", "get_producer", "sync_on_save"]
 
 _SETTING = "CONTACT_SYNC"
-_KEYS = frozenset({"REDIS_URL", "KEY_PREFIX", "SOURCE", "MIN_REPLICAS", "WAIT_TIMEOUT_MS"})
+_KEYS = frozenset(
+    {"REDIS_URL", "KEY_PREFIX", "SOURCE", "DESTINATION", "MIN_REPLICAS", "WAIT_TIMEOUT_MS"}
+)
 
 #: Names a model attribute, or computes the value from the instance.
 AttributeSource = str | Callable[[Any], Any]
+#: A destination's name, or computes it (or None: the default) from the instance.
+DestinationSource = str | Callable[[Any], str | None]
 
 _lock = threading.Lock()
-_producer: ContactSyncProducer | None = None
+# The producer and CONTACT_SYNC["DESTINATION"], built together from one reading of the setting.
+_configured: tuple[ContactSyncProducer, str | None] | None = None
 
 
 def get_producer() -> ContactSyncProducer:
@@ -62,14 +70,30 @@ def get_producer() -> ContactSyncProducer:
     Missing keys fall back to CONTACT_SYNC_REDIS_URL and CONTACT_SYNC_KEY_PREFIX (and their
     defaults). Raises ConfigError when the setting is malformed.
     """
-    global _producer
-    producer = _producer
-    if producer is None:
+    return _configuration()[0]
+
+
+def _configuration() -> tuple[ContactSyncProducer, str | None]:
+    """The producer and the default destination (``None``: ``default``)."""
+    global _configured
+    configured = _configured
+    if configured is None:
         with _lock:
-            if _producer is None:
-                _producer = _build_producer()
-            producer = _producer
-    return producer
+            if _configured is None:
+                _configured = _configure()
+            configured = _configured
+    return configured
+
+
+def _configure() -> tuple[ContactSyncProducer, str | None]:
+    producer = _build_producer()  # checks the setting's shape and keys first
+    destination = (getattr(settings, _SETTING, None) or {}).get("DESTINATION")
+    if destination is not None and not (
+        isinstance(destination, str) and DESTINATION_NAME.fullmatch(destination)
+    ):
+        producer.close()
+        raise ConfigError(f"settings.{_SETTING}['DESTINATION']", DESTINATION_ERROR)
+    return producer, destination
 
 
 def _build_producer() -> ContactSyncProducer:
@@ -102,13 +126,13 @@ def _build_producer() -> ContactSyncProducer:
 
 
 def _reset_producer(*, setting: str, **kwargs: Any) -> None:
-    global _producer
+    global _configured
     if setting != _SETTING:
         return
     with _lock:
-        old, _producer = _producer, None
+        old, _configured = _configured, None
     if old is not None:
-        old.close()
+        old[0].close()
 
 
 # setting_changed fires from override_settings, i.e. in tests; production settings never change.
@@ -128,15 +152,19 @@ def contact_changed_on_commit(
     account: str | None = None,
     occurred_at: dt.datetime | None = None,
     source: str | None = None,
+    destination: str | None = None,
 ) -> str:
     """Validate a change now and enqueue it when the transaction on ``using`` commits.
 
     Arguments are those of ``ContactSyncProducer.contact_changed``: ``fields`` by id,
     ``"%PERSTAG%"`` or title, ``tags`` {name: True adds, False removes}, ``lists`` {id or
     name: "subscribed" | "unsubscribed"}, ``account`` ("" unlinks); ``occurred_at``
-    defaults to the time of this call. Returns the event id at once. A bad call raises
-    InvalidContactEvent here, inside the request. Outside a transaction (autocommit) the
-    event is written immediately; after a rollback it is never written.
+    defaults to the time of this call. ``destination`` names the ActiveCampaign account;
+    ``None`` means ``CONTACT_SYNC["DESTINATION"]``, or ``default`` without it (a name the
+    workers do not know is dead-lettered as ``unknown_destination``). Returns the event id
+    at once. A bad call raises InvalidContactEvent here, inside the request. Outside a
+    transaction (autocommit) the event is written immediately; after a rollback it is never
+    written.
 
     If Redis cannot be reached at commit time, EnqueueError propagates out of the commit
     (the ``atomic()`` exit, or this call in autocommit). The data is committed by then and
@@ -144,7 +172,7 @@ def contact_changed_on_commit(
     raising it surfaces a 500 and an error report that names the event id. As with any
     raising ``on_commit`` callback, Django skips the callbacks registered after it.
     """
-    producer = get_producer()
+    producer, default_destination = _configuration()
     prepared = producer.prepare_change(
         email,
         first_name=first_name,
@@ -156,6 +184,7 @@ def contact_changed_on_commit(
         account=account,
         occurred_at=occurred_at,
         source=source,
+        destination=default_destination if destination is None else destination,
     )
     transaction.on_commit(lambda: producer.write_prepared(prepared), using=using)
     return prepared.id
@@ -172,6 +201,7 @@ def sync_on_save(
     tags: Mapping[str, AttributeSource] | None = None,
     lists: Mapping[int | str, AttributeSource] | None = None,
     account: AttributeSource | None = None,
+    destination: DestinationSource | None = None,
     dispatch_uid: str | None = None,
 ) -> Callable[..., None]:
     """Report every save of ``model`` as a contact change, enqueued on commit.
@@ -188,6 +218,12 @@ def sync_on_save(
       contact from its company, as a blank ``first_name`` clears the name. To leave the
       company alone when the attribute is blank, use ``lambda obj: obj.company or None``.
 
+    ``destination`` is the exception to the rule above: a string is the name of the
+    destination (the ActiveCampaign account) every save goes to, not an attribute; a callable
+    computes the name from the instance (``lambda obj: obj.region``). ``None``, given or
+    returned, means ``CONTACT_SYNC["DESTINATION"]``, or ``default`` without it. A malformed
+    name is a ValueError here; one from a callable, InvalidContactEvent from ``save()``.
+
     An instance whose email is ``None`` or ``""`` is not a contact and is skipped. Raw
     saves (fixture loading) are skipped. Values must be what ``contact_changed`` accepts
     (fields: str, list of str, date, aware datetime; account: str): convert others with a
@@ -199,6 +235,13 @@ def sync_on_save(
     field_sources = _sources("fields", fields)
     tag_sources = _sources("tags", tags)
     list_sources = _sources("lists", lists)
+    if not (
+        destination is None
+        or callable(destination)
+        or (isinstance(destination, str) and DESTINATION_NAME.fullmatch(destination))
+    ):
+        # A fixed name: fail once, at start, instead of in every save().
+        raise ValueError(f"sync_on_save(destination={destination!r}): {DESTINATION_ERROR}")
 
     def receiver(
         sender: type[Model], instance: Model, raw: bool = False, using: str | None = None, **_: Any
@@ -218,6 +261,7 @@ def sync_on_save(
             tags=_read_each(instance, tag_sources, bool),
             lists=_read_each(instance, list_sources, _list_status),
             account=_read(instance, account),
+            destination=destination(instance) if callable(destination) else destination,
         )
 
     # weak=False: the receiver is a closure that nothing else keeps alive.

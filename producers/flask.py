@@ -15,11 +15,14 @@
         tags={"trial": True},
         lists={"Newsletter": "subscribed"},
         account=form["company"],
+        destination="eu",          # optional: the ActiveCampaign account, by name
     )
 
-Config keys (all optional; missing ones come from the environment variables of the
-same names and their defaults): CONTACT_SYNC_REDIS_URL, CONTACT_SYNC_KEY_PREFIX,
-CONTACT_SYNC_SOURCE.
+Config keys, all optional. Missing ones come from the environment variables of the same
+names and their defaults: CONTACT_SYNC_REDIS_URL, CONTACT_SYNC_KEY_PREFIX,
+CONTACT_SYNC_PRODUCER_MIN_REPLICAS, CONTACT_SYNC_PRODUCER_WAIT_TIMEOUT_MS. Config only:
+CONTACT_SYNC_SOURCE, and CONTACT_SYNC_DESTINATION, the destination (ActiveCampaign
+account) of the calls that name none; without it they go to ``default``.
 """
 
 from __future__ import annotations
@@ -34,11 +37,15 @@ except ImportError as exc:  # pragma: no cover - exercised only where Flask is a
     raise ImportError("producers.flask needs Flask: pip install 'contact-sync[flask]'") from exc
 
 from producers._producer import ContactSyncProducer
+from worker.destinations import DESTINATION_ERROR, DESTINATION_NAME
+from worker.errors import ConfigError
 from worker.settings import Settings
 
 __all__ = ["ContactSync"]
 
 EXTENSION_KEY = "contact_sync"
+#: app.extensions key of CONTACT_SYNC_DESTINATION, checked by init_app (None: ``default``).
+DESTINATION_KEY = "contact_sync.destination"
 
 
 class ContactSync:
@@ -49,8 +56,16 @@ class ContactSync:
             self.init_app(app)
 
     def init_app(self, app: Flask) -> None:
-        """Build this app's producer and store it in ``app.extensions["contact_sync"]``."""
+        """Build this app's producer and store it in ``app.extensions["contact_sync"]``.
+
+        Raises ConfigError when CONTACT_SYNC_DESTINATION is not a destination name.
+        """
         config = app.config
+        destination = config.get("CONTACT_SYNC_DESTINATION")
+        if destination is not None and not (
+            isinstance(destination, str) and DESTINATION_NAME.fullmatch(destination)
+        ):
+            raise ConfigError("CONTACT_SYNC_DESTINATION", DESTINATION_ERROR)
         names = ("REDIS_URL", "KEY_PREFIX", "PRODUCER_MIN_REPLICAS", "PRODUCER_WAIT_TIMEOUT_MS")
         given = {name: config.get(f"CONTACT_SYNC_{name}") for name in names}
         # Only read the environment for what the app leaves out: a fully configured app does
@@ -67,6 +82,7 @@ class ContactSync:
                 env.producer_wait_timeout_ms if wait_timeout_ms is None else int(wait_timeout_ms)
             ),
         )
+        app.extensions[DESTINATION_KEY] = destination
 
     @property
     def producer(self) -> ContactSyncProducer:
@@ -78,6 +94,12 @@ class ContactSync:
                 "ContactSync is not initialised for this app: call init_app(app)"
             ) from None
         return producer
+
+    @staticmethod
+    def _default_destination() -> str | None:
+        """The current app's CONTACT_SYNC_DESTINATION (``None``: ``default``)."""
+        destination: str | None = current_app.extensions.get(DESTINATION_KEY)
+        return destination
 
     def contact_changed(
         self,
@@ -92,10 +114,13 @@ class ContactSync:
         account: str | None = None,
         occurred_at: dt.datetime | None = None,
         source: str | None = None,
+        destination: str | None = None,
     ) -> str:
         """``ContactSyncProducer.contact_changed`` on the current app's producer: ``fields``
         by id, ``"%PERSTAG%"`` or title, ``tags`` {name: True adds, False removes}, ``lists``
-        {id or name: "subscribed" | "unsubscribed"}, ``account`` ("" unlinks)."""
+        {id or name: "subscribed" | "unsubscribed"}, ``account`` ("" unlinks),
+        ``destination`` the ActiveCampaign account by name (``None``: the app's
+        CONTACT_SYNC_DESTINATION, else ``default``)."""
         return self.producer.contact_changed(
             email,
             first_name=first_name,
@@ -107,6 +132,7 @@ class ContactSync:
             account=account,
             occurred_at=occurred_at,
             source=source,
+            destination=self._default_destination() if destination is None else destination,
         )
 
     def send_many(
@@ -115,6 +141,19 @@ class ContactSync:
         *,
         occurred_at: dt.datetime | None = None,
         source: str | None = None,
+        destination: str | None = None,
     ) -> int:
-        """``ContactSyncProducer.send_many`` on the current app's producer."""
+        """``ContactSyncProducer.send_many`` on the current app's producer.
+
+        A dict's own ``"destination"`` wins; a dict without one (or with ``None``) goes to
+        ``destination``, else the app's CONTACT_SYNC_DESTINATION, else ``default``.
+        """
+        destination = self._default_destination() if destination is None else destination
+        if destination is not None:
+            contacts = (
+                {**contact, "destination": destination}
+                if isinstance(contact, Mapping) and contact.get("destination") is None
+                else contact
+                for contact in contacts
+            )
         return self.producer.send_many(contacts, occurred_at=occurred_at, source=source)

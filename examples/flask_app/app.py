@@ -17,6 +17,11 @@ from producers.flask import ContactSync
 # each app's producer in app.extensions, and views reach it through current_app.
 contact_sync = ContactSync()
 
+# Partners live in an ActiveCampaign account of their own. The name must be one of the
+# workers' destinations (CONTACT_SYNC_DESTINATIONS_FILE); an event naming one they do not
+# know is dead-lettered as unknown_destination.
+PARTNERS_DESTINATION = "partners"
+
 
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     """Build the app. CONTACT_SYNC_* keys in ``config`` win over the environment."""
@@ -41,6 +46,20 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
             # Only a ticked box subscribes; an unticked one at signup changes nothing.
             lists={"Newsletter": "subscribed"} if form.get("newsletter") else None,
             account=form.get("company") or None,  # the contact's company, found or created
+        )
+        return {"event_id": event_id}, 202
+
+    @app.post("/partners")
+    def partner_signup() -> tuple[dict[str, Any], int]:
+        """A partner programme signup, sent to the partners' ActiveCampaign account.
+        Form or JSON fields: email (required), first_name, company."""
+        form = request.get_json(silent=True) or request.form
+        event_id = contact_sync.contact_changed(
+            str(form.get("email", "")),
+            first_name=form.get("first_name") or None,
+            account=form.get("company") or None,
+            tags={"partner": True},
+            destination=PARTNERS_DESTINATION,  # without it: the default account
         )
         return {"event_id": event_id}, 202
 

@@ -3,7 +3,7 @@
 A separate process, because Django's settings can be configured only once per process and
 tests/producers configures them differently for the pytest process. Run with the example
 directory on sys.path and DJANGO_SETTINGS_MODULE=config.settings; argv[1] is a JSON list of
-form posts. Prints a JSON list of {"status", "body"}, one per post.
+[path, form] posts. Prints a JSON list of {"status", "body"}, one per post.
 """
 
 from __future__ import annotations
@@ -25,8 +25,8 @@ def main() -> None:
     connection.creation.create_test_db(verbosity=0)
     client = Client()
     results = []
-    for form in json.loads(sys.argv[1]):
-        response = client.post("/customers/", form)
+    for path, form in json.loads(sys.argv[1]):
+        response = client.post(path, form)
         results.append({"status": response.status_code, "body": response.json()})
     print(json.dumps(results))
 

@@ -31,8 +31,13 @@ def example_env(redis_url: str, key_prefix: str) -> dict[str, str]:
 
 def post_customers(env: dict[str, str], *forms: dict[str, str]) -> list[dict[str, Any]]:
     """POST each form to /customers/ in a fresh Django process; the responses."""
+    return post(env, *(("/customers/", form) for form in forms))
+
+
+def post(env: dict[str, str], *posts: tuple[str, dict[str, str]]) -> list[dict[str, Any]]:
+    """POST each (path, form) in a fresh Django process; the responses."""
     done = subprocess.run(
-        [sys.executable, str(DRIVER), json.dumps(forms)],
+        [sys.executable, str(DRIVER), json.dumps(posts)],
         cwd=PROJECT,
         env=env,
         capture_output=True,
@@ -63,6 +68,7 @@ def test_creating_a_customer_enqueues_its_contact(redis_url, key_prefix, redis_c
     assert result["status"] == 201, result
     (event,) = events(redis_client, key_prefix)
     assert (event["v"], event["source"]) == (2, "django:example")
+    assert "destination" not in event  # the default ActiveCampaign account
     assert event["contact"] == {
         "email": "jon@example.com",
         "firstName": "John",
@@ -96,6 +102,33 @@ def test_a_refused_customer_enqueues_nothing(redis_url, key_prefix, redis_client
         "lists": {"Newsletter": "unsubscribed"},
         "account": "",
     }
+
+
+def test_a_partner_signup_goes_to_the_partners_destination(redis_url, key_prefix, redis_client):
+    """POST /partners/ enqueues on commit, with "destination": "partners" in the envelope;
+    a customer created in the same process still goes to the default account."""
+    results = post(
+        example_env(redis_url, key_prefix),
+        ("/partners/", {"email": "Pat@Example.com", "first_name": "Pat", "company": "Resell Co"}),
+        ("/partners/", {"email": "not-an-email"}),
+        ("/customers/", {"email": "ann@example.com"}),
+    )
+    assert [result["status"] for result in results] == [202, 400, 201]
+    partner, customer = events(redis_client, key_prefix)
+    assert partner["id"] == results[0]["body"]["event_id"]
+    assert (partner["v"], partner["source"], partner["destination"]) == (
+        2,
+        "django:example",
+        "partners",
+    )
+    assert partner["contact"] == {
+        "email": "pat@example.com",
+        "firstName": "Pat",
+        "tags": {"partner": True},
+        "account": "Resell Co",
+    }
+    assert customer["contact"]["email"] == "ann@example.com"
+    assert "destination" not in customer
 
 
 @pytest.mark.parametrize(

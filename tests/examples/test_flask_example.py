@@ -59,6 +59,7 @@ def test_signup_puts_the_contact_on_the_stream(app, redis_client, key_prefix):
     (event,) = events(redis_client, key_prefix)
     assert event["id"] == response.get_json()["event_id"]
     assert (event["v"], event["source"]) == (2, "flask:example")
+    assert "destination" not in event  # the default ActiveCampaign account
     assert event["contact"] == {
         "email": "jon@example.com",
         "firstName": "John",
@@ -104,6 +105,40 @@ def test_invalid_signup_is_a_400_with_the_messages(app, redis_client, key_prefix
             "fields": {"6": {"value": ["Longer than maximum length 16384."]}},
         }
     }
+    assert redis_client.exists(f"{key_prefix}:events") == 0
+
+
+def test_partner_signup_goes_to_the_partners_destination(app, redis_client, key_prefix):
+    """POST /partners puts "destination": "partners" in the envelope; /signup does not."""
+    client = app.test_client()
+    response = client.post(
+        "/partners",
+        json={"email": "Pat@Example.com", "first_name": "Pat", "company": "Resell Co"},
+    )
+    assert response.status_code == 202
+    assert client.post("/signup", data={"email": "ann@example.com"}).status_code == 202
+    partner, customer = events(redis_client, key_prefix)
+    assert partner["id"] == response.get_json()["event_id"]
+    assert (partner["v"], partner["source"], partner["destination"]) == (
+        2,
+        "flask:example",
+        "partners",
+    )
+    assert partner["contact"] == {
+        "email": "pat@example.com",
+        "firstName": "Pat",
+        "tags": {"partner": True},
+        "account": "Resell Co",
+    }
+    assert customer["contact"]["email"] == "ann@example.com"
+    assert "destination" not in customer
+
+
+def test_invalid_partner_signup_is_a_400(app, redis_client, key_prefix):
+    """The partners route shares the 400 handler: a bad email enqueues nothing."""
+    response = app.test_client().post("/partners", data={"email": "nope"})
+    assert response.status_code == 400
+    assert response.get_json() == {"errors": {"email": ["Not a valid email address."]}}
     assert redis_client.exists(f"{key_prefix}:events") == 0
 
 

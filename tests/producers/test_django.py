@@ -445,3 +445,111 @@ def test_on_commit_helper_refuses_bad_tags_at_once(contact_sync):
             )
         assert set(info.value.messages) == {"tags", "lists"}
         assert connection.run_on_commit == []
+
+
+# -- destinations: which ActiveCampaign account an event is for ------------------------------
+
+
+def test_on_commit_helper_names_the_destination(contact_sync, redis_client, key_prefix):
+    """destination= is written in the envelope on commit; left out, the event has no key."""
+    with transaction.atomic():
+        contact_changed_on_commit("a@example.com", first_name="Ann", destination="eu-2")
+        contact_changed_on_commit("b@example.com", first_name="Bob")
+        assert redis_client.exists(f"{key_prefix}:events") == 0
+    eu, default = events(redis_client, key_prefix)
+    assert (eu["destination"], eu["contact"]) == (
+        "eu-2",
+        {"email": "a@example.com", "firstName": "Ann"},
+    )
+    assert "destination" not in default
+
+
+def test_on_commit_helper_refuses_a_malformed_destination_at_once(contact_sync):
+    """A malformed name raises InvalidContactEvent at the call and registers no callback."""
+    with transaction.atomic():
+        with pytest.raises(InvalidContactEvent) as info:
+            contact_changed_on_commit("jon@example.com", destination="eu west")
+        assert list(info.value.messages) == ["destination"]
+        assert connection.run_on_commit == []
+
+
+@pytest.fixture
+def eu_by_default(redis_url: str, key_prefix: str) -> Iterator[None]:
+    """CONTACT_SYNC with DESTINATION "eu"."""
+    config = {"REDIS_URL": redis_url, "KEY_PREFIX": key_prefix, "DESTINATION": "eu"}
+    with override_settings(CONTACT_SYNC=config):
+        yield
+
+
+def test_setting_names_the_destination_of_calls_that_name_none(
+    eu_by_default, redis_client, key_prefix
+):
+    """CONTACT_SYNC["DESTINATION"] applies when a call names none; a call's own name wins."""
+    contact_changed_on_commit("a@example.com")
+    contact_changed_on_commit("b@example.com", destination="us")
+    contact_changed_on_commit("c@example.com", destination="default")
+    a, b, c = events(redis_client, key_prefix)
+    assert a["destination"] == "eu"
+    assert b["destination"] == "us"
+    assert "destination" not in c  # named explicitly: the default account
+
+
+@pytest.mark.parametrize("name", ["", "eu west", 42])
+def test_malformed_destination_setting_is_a_config_error(redis_url, key_prefix, name):
+    """A DESTINATION that is not a destination name fails with a ConfigError naming it."""
+    config = {"REDIS_URL": redis_url, "KEY_PREFIX": key_prefix, "DESTINATION": name}
+    with (
+        override_settings(CONTACT_SYNC=config),
+        pytest.raises(ConfigError, match=r"DESTINATION.*destination name"),
+    ):
+        get_producer()
+
+
+def test_sync_on_save_sends_every_save_to_its_destination(hook, redis_client, key_prefix):
+    """sync_on_save(destination="billing"): a string is the destination's name."""
+    hook(first_name="first_name", destination="billing")
+    Customer.objects.create(email="jon@example.com", first_name="John")
+    (event,) = events(redis_client, key_prefix)
+    assert event["destination"] == "billing"
+    assert event["contact"] == {"email": "jon@example.com", "firstName": "John"}
+
+
+def test_sync_on_save_destination_from_the_instance(eu_by_default, redis_client, key_prefix):
+    """A callable computes the destination per instance; None falls back to the setting's."""
+    receiver = sync_on_save(Customer, destination=lambda customer: customer.plan or None)
+    try:
+        Customer.objects.create(email="pro@example.com", plan="pro")
+        Customer.objects.create(email="free@example.com", plan="")
+    finally:
+        assert post_save.disconnect(receiver, sender=Customer)
+    pro, free = events(redis_client, key_prefix)
+    assert (pro["contact"]["email"], pro["destination"]) == ("pro@example.com", "pro")
+    assert (free["contact"]["email"], free["destination"]) == ("free@example.com", "eu")
+
+
+def test_sync_on_save_without_destination_uses_the_setting(eu_by_default, redis_client, key_prefix):
+    """A hook without destination= sends to CONTACT_SYNC["DESTINATION"]."""
+    receiver = sync_on_save(Customer)
+    try:
+        Customer.objects.create(email="jon@example.com")
+    finally:
+        assert post_save.disconnect(receiver, sender=Customer)
+    (event,) = events(redis_client, key_prefix)
+    assert event["destination"] == "eu"
+
+
+@pytest.mark.parametrize("name", ["", "eu west", "-eu", 42])
+def test_sync_on_save_refuses_a_malformed_destination_at_registration(contact_sync, name):
+    """A fixed destination that is not a name is a ValueError at once, not in every save()."""
+    with pytest.raises(ValueError, match="destination name"):
+        sync_on_save(Customer, destination=name)
+
+
+def test_malformed_destination_from_a_callable_raises_at_save_time(hook, redis_client, key_prefix):
+    """A callable that yields a malformed name raises InvalidContactEvent from save()."""
+    hook(destination=lambda customer: "not/a/name")
+    with pytest.raises(InvalidContactEvent) as info, transaction.atomic():
+        Customer.objects.create(email="jon@example.com")
+    assert "destination" in info.value.messages
+    assert not Customer.objects.exists()
+    assert redis_client.exists(f"{key_prefix}:events") == 0

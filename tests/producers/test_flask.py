@@ -14,6 +14,7 @@ from flask import Flask, request
 
 from producers import InvalidContactEvent
 from producers.flask import ContactSync
+from worker.errors import ConfigError
 
 # Module level, as in an app-factory project: one extension object, any number of apps.
 contact_sync = ContactSync()
@@ -196,3 +197,104 @@ def test_min_replicas_comes_from_the_app_config_or_the_environment(
     assert (producer.min_replicas, producer.wait_timeout_ms) == (1, 250)
     monkeypatch.setenv("CONTACT_SYNC_PRODUCER_MIN_REPLICAS", "2")
     assert create_app(base).extensions["contact_sync"].min_replicas == 2
+
+
+# -- destinations: which ActiveCampaign account an event is for ------------------------------
+
+
+def test_contact_changed_names_the_destination(app, redis_client, key_prefix):
+    """destination= is written in the envelope; left out, the event has no destination key."""
+    with app.app_context():
+        contact_sync.contact_changed("a@example.com", first_name="Ann", destination="eu-2")
+        contact_sync.contact_changed("b@example.com", first_name="Bob")
+    eu, default = events(redis_client, key_prefix)
+    assert (eu["destination"], eu["contact"]) == (
+        "eu-2",
+        {"email": "a@example.com", "firstName": "Ann"},
+    )
+    assert "destination" not in default
+
+
+def test_send_many_passes_each_dicts_destination(app, redis_client, key_prefix):
+    """A dict's "destination" key reaches its own event; dicts without one go to default."""
+    with app.app_context():
+        sent = contact_sync.send_many(
+            [{"email": "a@example.com", "destination": "eu"}, {"email": "b@example.com"}]
+        )
+    assert sent == 2
+    a, b = events(redis_client, key_prefix)
+    assert (a["contact"]["email"], a["destination"]) == ("a@example.com", "eu")
+    assert (b["contact"]["email"], "destination" in b) == ("b@example.com", False)
+
+
+@pytest.fixture
+def eu_app(redis_url: str, key_prefix: str) -> Flask:
+    """An app whose CONTACT_SYNC_DESTINATION is "eu"."""
+    return create_app(
+        {
+            "CONTACT_SYNC_REDIS_URL": redis_url,
+            "CONTACT_SYNC_KEY_PREFIX": key_prefix,
+            "CONTACT_SYNC_DESTINATION": "eu",
+        }
+    )
+
+
+def test_config_names_the_destination_of_calls_that_name_none(eu_app, redis_client, key_prefix):
+    """CONTACT_SYNC_DESTINATION applies when a call names none; a call's own name wins."""
+    with eu_app.app_context():
+        contact_sync.contact_changed("a@example.com")
+        contact_sync.contact_changed("b@example.com", destination="us")
+        contact_sync.contact_changed("c@example.com", destination="default")
+    a, b, c = events(redis_client, key_prefix)
+    assert a["destination"] == "eu"
+    assert b["destination"] == "us"
+    assert "destination" not in c  # named explicitly: the default account
+
+
+def test_send_many_destination_keyword_and_config(eu_app, redis_client, key_prefix):
+    """send_many: a dict's own destination wins, then the keyword, then the app's config."""
+    contacts = [
+        {"email": "own@example.com", "destination": "us"},
+        {"email": "unset@example.com", "destination": None},
+        {"email": "none@example.com"},
+    ]
+    with eu_app.app_context():
+        assert contact_sync.send_many(contacts) == 3
+        assert contact_sync.send_many(contacts, destination="apac") == 3
+    assert [
+        (e["contact"]["email"], e["destination"]) for e in events(redis_client, key_prefix)
+    ] == [
+        ("own@example.com", "us"),
+        ("unset@example.com", "eu"),
+        ("none@example.com", "eu"),
+        ("own@example.com", "us"),
+        ("unset@example.com", "apac"),
+        ("none@example.com", "apac"),
+    ]
+    # The caller's dicts are left as they were.
+    assert contacts[1] == {"email": "unset@example.com", "destination": None}
+    assert "destination" not in contacts[2]
+
+
+def test_send_many_refuses_a_malformed_destination_before_writing(app, redis_client, key_prefix):
+    """A malformed name in any dict raises InvalidContactEvent keyed by its index; nothing is written."""
+    with app.app_context(), pytest.raises(InvalidContactEvent) as info:
+        contact_sync.send_many(
+            [{"email": "a@example.com"}, {"email": "b@example.com", "destination": "eu west"}]
+        )
+    assert list(info.value.messages) == ["1"]
+    assert "destination" in info.value.messages["1"]
+    assert redis_client.exists(f"{key_prefix}:events") == 0
+
+
+@pytest.mark.parametrize("name", ["", "eu west", 42])
+def test_malformed_destination_config_is_a_config_error(redis_url, key_prefix, name):
+    """init_app refuses a CONTACT_SYNC_DESTINATION that is not a destination name."""
+    with pytest.raises(ConfigError, match=r"CONTACT_SYNC_DESTINATION.*destination name"):
+        create_app(
+            {
+                "CONTACT_SYNC_REDIS_URL": redis_url,
+                "CONTACT_SYNC_KEY_PREFIX": key_prefix,
+                "CONTACT_SYNC_DESTINATION": name,
+            }
+        )

@@ -486,9 +486,7 @@ def test_send_many_rejects_what_is_not_a_contact(producer, not_a_contact):
     assert list(info.value.messages) == ["0"]
 
 
-def test_destination_routes_each_event_and_default_is_left_out(
-    producer, redis_client, key_prefix
-):
+def test_destination_routes_each_event_and_default_is_left_out(producer, redis_client, key_prefix):
     """destination= (or a send_many dict's "destination") goes on the wire as the envelope's
     "destination"; the default destination is left out, so older workers read the event."""
     producer.contact_changed("a@example.com", first_name="A", destination="eu")

@@ -63,6 +63,12 @@ _V = TypeVar("_V")
     help="When the change happened, with a UTC offset.  [default: now]",
 )
 @click.option("--source", default="cli", show_default=True, help="Where the change came from.")
+@click.option(
+    "--destination",
+    metavar="NAME",
+    help="The ActiveCampaign account (a name in the workers' CONTACT_SYNC_DESTINATIONS_FILE); "
+    "a name the workers do not know is dead-lettered.  [default: default]",
+)
 @json_option
 @pass_state
 def enqueue(
@@ -78,6 +84,7 @@ def enqueue(
     account: str | None,
     occurred_at: dt.datetime | None,
     source: str,
+    destination: str | None,
     as_json: bool,
 ) -> int:
     """Enqueue one contact change by hand.
@@ -108,6 +115,7 @@ def enqueue(
                 account=account,
                 occurred_at=occurred_at,
                 source=source,
+                destination=destination,
             )
         except InvalidContactEvent as exc:
             error("invalid contact event, nothing was enqueued:")
