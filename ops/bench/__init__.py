@@ -6,5 +6,7 @@ figure), ``workload`` (the generated traffic and the exact count of requests it 
 emulator and Celery worker processes), ``naive_app`` (the baseline Celery app), ``chart``
 (the PNG), ``profile`` (pyinstrument over the hot paths), ``footprint`` (requests per change
 with tags, lists and fields by name), ``ingest_while_syncing`` (the pump's ingestion while
-syncs run at a high rate limit).
+syncs run at a high rate limit), ``backlog`` (bulk import at the real limits),
+``destinations`` (2 destinations against 1 at the real 5/s), ``replicas`` (what
+``CONTACT_SYNC_PRODUCER_MIN_REPLICAS`` costs a producer).
 """

@@ -27,14 +27,17 @@ from typing import Any
 
 from ops.bench import chart, figures
 from ops.bench.backlog import backlog_figures
+from ops.bench.destinations import destinations_figures
 from ops.bench.footprint import footprint_figure, footprint_workers_figure
 from ops.bench.procs import REPO, Emulator, PrivateRedis
+from ops.bench.replicas import run_replicas
 from ops.bench.stats import Figure, format_table
 from ops.bench.workload import generate
 
 __all__ = ["GROUPS", "QUICK", "Scale", "main"]
 
-GROUPS = ("producer", "memory", "ingest", "workload", "footprint", "throughput", "backlog")
+GROUPS = ("producer", "replicas", "memory", "ingest", "workload", "footprint", "throughput",
+          "destinations", "backlog")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -56,6 +59,8 @@ class Scale:
     footprint_contacts: int
     throughput_events: int  # for a tenth as many new emails, at figures.FAST_API_RATE
     backlog_emails: int  # new emails drained through bulk import at the real limits
+    replica_calls: int  # contact_changed calls per MIN_REPLICAS setting
+    destinations_emails: int  # new emails per phase, 1 then 2 destinations at the real 5/s
 
 
 # 50 requests/s, not the real 5: drains finish in minutes, and the budget ratios stay
@@ -65,13 +70,15 @@ FULL = Scale(rate=50, producer_calls=20_000, send_many_batch=50_000, naive_publi
              memory_contacts=5_000, ingest_events=50_000, naive_ingest_events=6_000,
              workload_events=50_000, workload_emails=5_000, debounce_s=10, idle_samples=60,
              naive_cap_s=300, footprint_contacts=200, throughput_events=10_000,
-             backlog_emails=100_000)  # fmt: skip
+             backlog_emails=100_000, replica_calls=5_000,
+             destinations_emails=400)  # fmt: skip
 # Under 2 minutes on a 2-core machine: fewer events, and the naive run cut short.
 QUICK = Scale(rate=50, producer_calls=3_000, send_many_batch=10_000, naive_publish_calls=1_000,
               memory_contacts=1_000, ingest_events=10_000, naive_ingest_events=1_500,
               workload_events=5_000, workload_emails=500, debounce_s=2, idle_samples=15,
               naive_cap_s=15, footprint_contacts=50, throughput_events=4_000,
-              backlog_emails=10_000)  # fmt: skip
+              backlog_emails=10_000, replica_calls=2_000,
+              destinations_emails=100)  # fmt: skip
 
 
 def machine(redis_version: str) -> dict[str, Any]:
@@ -186,6 +193,13 @@ def run_figures(
                                             batch=scale.send_many_batch)  # fmt: skip
         rows += found
         rows.append(figures.naive_publish_figure(env, calls=scale.naive_publish_calls))
+    if "replicas" in groups:
+        step(f"producer with CONTACT_SYNC_PRODUCER_MIN_REPLICAS 0 and 1: a master and a "
+             f"replica of its own, {scale.replica_calls:,} calls each")  # fmt: skip
+        found = run_replicas(calls=scale.replica_calls)
+        if found[0].values.get("skipped"):
+            step(f"replicas {found[0].measured}")
+        rows += found
     if "memory" in groups:
         step("memory per pending and per confirmed contact")
         rows += figures.memory_figures(env, contacts=scale.memory_contacts)
@@ -216,6 +230,12 @@ def run_figures(
         step(f"sync throughput at a {figures.FAST_API_RATE:g}/s API: {events:,} events, "
              f"{events // 10:,} new emails, one worker -c 2, contact-sync vs naive")  # fmt: skip
         rows.append(figures.throughput_figure(env, events=events))
+    if "destinations" in groups:
+        emails = scale.destinations_emails
+        step(f"2 destinations against 1, each an emulator at the real 5/s: {emails:,} new "
+             f"emails to one destination, then {emails:,} split over two")  # fmt: skip
+        rows += destinations_figures(env.redis_url, env.log_dir, emails=emails,
+                                     worker_code=env.worker_code)  # fmt: skip
     if "backlog" in groups:
         step(f"backlog of {scale.backlog_emails:,} new emails through bulk import, the emulator "
              f"at the real limits (5/s, bulk 100/minute), a live change every 2 s")  # fmt: skip

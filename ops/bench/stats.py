@@ -15,6 +15,7 @@ __all__ = [
     "format_table",
     "ideal_drain_s",
     "longest_stall_s",
+    "max_in_window",
     "percentile",
     "span_rate",
     "steady_throughput",
@@ -162,3 +163,19 @@ def longest_stall_s(samples: Sequence[tuple[float, int]]) -> float:
         stall = stall + (t2 - t1) if done2 == done1 else 0.0
         longest = max(longest, stall)
     return longest
+
+
+def max_in_window(arrivals_s: Sequence[float], *, window_s: float = 1.0) -> int:
+    """The most arrivals within any ``window_s``: as a sliding-window limiter counts them.
+
+    Two arrivals share a window when they are less than ``window_s`` apart (the emulator
+    forgets an arrival exactly ``window_s`` after it), so 5 requests a second sent every
+    200 ms score 5, not 6. Order does not matter; no arrivals score 0.
+    """
+    ordered = sorted(arrivals_s)
+    most = first = 0
+    for last, arrival in enumerate(ordered):
+        while arrival - ordered[first] >= window_s:
+            first += 1
+        most = max(most, last - first + 1)
+    return most

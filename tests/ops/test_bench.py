@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
+import json
+import re
+from pathlib import Path
+
 import pytest
 
+from ops.bench import replicas
+from ops.bench.destinations import API_RATE, write_destinations_file
+from ops.bench.procs import REPO
 from ops.bench.run import FULL, GROUPS, QUICK, _parser
 from ops.bench.stats import (
     Figure,
@@ -12,12 +19,14 @@ from ops.bench.stats import (
     format_table,
     ideal_drain_s,
     longest_stall_s,
+    max_in_window,
     percentile,
     span_rate,
     steady_throughput,
     windowed_rate,
 )
 from ops.bench.workload import WorkloadEvent, generate, needed_requests, sync_batch
+from worker.destinations import load_destinations
 
 
 def event(email: str, at_us: int, **attributes: str) -> WorkloadEvent:
@@ -102,6 +111,68 @@ def test_only_accepts_the_known_groups_and_both_scales_run_the_throughput_figure
     with pytest.raises(SystemExit):
         _parser().parse_args(["--only", "througput"])
     assert FULL.throughput_events // 10 >= QUICK.throughput_events // 10 >= 100
+
+
+def test_only_accepts_the_destinations_and_replicas_groups() -> None:
+    """Issue 12's figures are groups of their own, run by a plain ``make bench`` too."""
+    assert _parser().parse_args(["--only", "destinations,replicas"]).only == {
+        "destinations",
+        "replicas",
+    }
+    assert {"destinations", "replicas"} <= set(GROUPS)
+    # Each phase lasts long enough at 5/s for a rate: 15-20 s in the quick run, more in the full.
+    assert 15 <= QUICK.destinations_emails / API_RATE <= 25
+    assert FULL.destinations_emails > QUICK.destinations_emails
+    assert FULL.replica_calls >= QUICK.replica_calls > 0
+
+
+def test_every_group_is_documented_in_performance_md() -> None:
+    """docs/performance.md lists every --only group and says how to reproduce each."""
+    text = (REPO / "docs" / "performance.md").read_text()
+    listed = re.search(r"--only ([a-z,]+)", text)
+    assert listed is not None
+    assert listed.group(1).strip(",").split(",") == list(GROUPS)
+    for group in ("destinations", "replicas"):
+        assert f"python -m ops.bench --only {group}" in text, group
+
+
+def test_replicas_skip_with_a_clear_row_without_redis_server(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Without a redis-server binary the replicas group reports a skip and starts nothing."""
+    monkeypatch.setattr(replicas.shutil, "which", lambda name: None)
+    rows = replicas.run_replicas(calls=10)
+    assert [row.key for row in rows] == ["replicas_skipped"]
+    assert rows[0].passed is None
+    assert "redis-server is not installed" in rows[0].measured
+
+
+def test_the_destinations_file_names_each_emulator_with_a_private_token_file(
+    tmp_path: Path,
+) -> None:
+    """The bench's destinations file has the worker's shape, its tokens in owner-only files."""
+    path = write_destinations_file(
+        tmp_path, {"one": ("http://127.0.0.1:1", "t1"), "two": ("http://127.0.0.1:2", "t2")}
+    )
+    document = json.loads(path.read_text())
+    assert document["two"]["url"] == "http://127.0.0.1:2"
+    assert document["one"]["rate_limit"] == 5.0
+    token_file = Path(document["one"]["token_file"])
+    assert token_file.read_text().strip() == "t1"
+    assert token_file.stat().st_mode & 0o777 == 0o600
+    loaded = load_destinations(str(path), allow_insecure=False)
+    assert sorted(loaded) == ["one", "two"]
+    assert loaded["two"].rate_limit == 5.0
+
+
+def test_max_in_window_counts_like_a_sliding_one_second_limiter() -> None:
+    """Requests 200 ms apart are 5 a second, not 6; a sixth inside the second makes 6."""
+    assert max_in_window([]) == 0
+    # In milliseconds, so that "exactly a second apart" is exact.
+    assert max_in_window([n * 200 for n in range(20)], window_s=1000) == 5
+    assert max_in_window([0, 100, 200, 300, 400, 999], window_s=1000) == 6
+    assert max_in_window([3000, 0, 1000, 2000], window_s=1000) == 1  # a second apart: two windows
+    assert max_in_window([n * 0.25 for n in range(20)]) == 4
 
 
 def test_a_throughput_workload_makes_every_email_new_and_needs_one_sync_each() -> None:
