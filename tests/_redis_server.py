@@ -237,6 +237,26 @@ class SentinelCluster:
         best = max(votes.items(), key=lambda item: item[1], default=None)
         return best[0] if best and best[1] > len(self.watchers) // 2 else None
 
+    def replica_count(self) -> int:
+        """Replicas online (in sync) under the master the sentinels name now."""
+        port = self.master_port()
+        if port is None:
+            return 0
+        client = redis.Redis(port=port, socket_timeout=1.0, socket_connect_timeout=1.0)
+        try:
+            info = client.info("replication")
+        except redis.RedisError:
+            return 0
+        finally:
+            client.close()
+        return sum(
+            1
+            for name, value in info.items()
+            if name.startswith("slave")
+            and isinstance(value, dict)
+            and value.get("state") == "online"
+        )
+
     def server_on(self, port: int) -> RedisServer:
         (server,) = [server for server in self.servers if server.port == port]
         return server

@@ -117,16 +117,25 @@ def stored_state(admin: EmulatorClient) -> dict[str, dict[str, str]]:
     return result
 
 
-def lost_events(events: Iterable[Event], stored: dict[str, dict[str, str]]) -> list[Event]:
+def lost_events(
+    events: Iterable[Event],
+    stored: dict[str, dict[str, str]],
+    *,
+    also_written: Iterable[Event] = (),
+) -> list[Event]:
     """Events whose winning value for some attribute is not what the emulator holds.
 
     An event that lost every attribute to a newer one was merged and superseded, which is
-    the design, not a loss.
+    the design, not a loss. ``also_written`` are events that were written although their
+    send was not acknowledged (a WAIT that fell short): they take part in last write wins,
+    so they can supersede an acknowledged event, but are never counted as lost themselves.
     """
+    counted = list(events)
+    indexes = {event.index for event in counted}
     lost: dict[int, Event] = {}
-    for email, state in _winners(events).items():
+    for email, state in _winners([*counted, *also_written]).items():
         for name, (event, value) in state.items():
-            if stored.get(email, {}).get(name) != value:
+            if event.index in indexes and stored.get(email, {}).get(name) != value:
                 lost[event.index] = event
     return sorted(lost.values(), key=lambda e: e.index)
 
