@@ -163,15 +163,20 @@ def test_sync_only_emails_are_skipped_until_their_mark_runs_out(
 def test_at_most_max_batches_are_in_flight(
     bulk: BulkStore, redis_client: redis.Redis, keys: Keys
 ) -> None:
-    """With max_batches 2, a third claim leases nothing (the mode stays on) until a batch is done."""
+    """With max_batches 2, a third claim leases nothing until a batch is done, and keeps the
+    mode on meanwhile: a mode that ran out while batches waited for room once handed the
+    whole backlog of a 100,000-contact bench to the sync path, whose syncs then took every
+    request the polls needed, so the batches in flight never finished."""
     limits = BulkLimits(min_backlog=30, max_batch=10, min_batch=3, max_batches=2)
-    make_due(redis_client, keys, 40, age_s=5)
+    make_due(redis_client, keys, 60, age_s=5)
     first = bulk.claim_batch(limits, lease_s=LEASE_S)
     second = bulk.claim_batch(limits, lease_s=LEASE_S)
     assert first.batch_id
     assert second.batch_id
-    assert bulk.claim_batch(limits, lease_s=LEASE_S) == BatchClaim(mode=True, due=20)
-    assert redis_client.zcard(keys.due) == 20
+    redis_client.delete(keys.bulk_mode)  # as if the batches had waited past the mode's TTL
+    assert bulk.claim_batch(limits, lease_s=LEASE_S) == BatchClaim(mode=True, due=40)
+    assert redis_client.pttl(keys.bulk_mode) > 0
+    assert redis_client.zcard(keys.due) == 40
     steps = dict(bulk.due_steps(limit=10, step_lease_s=60))
     assert bulk.done(first.batch_id, steps[first.batch_id])
     third = bulk.claim_batch(limits, lease_s=LEASE_S)
@@ -186,6 +191,7 @@ def test_a_bulk_pause_holds_claiming(
     make_due(redis_client, keys, 40, age_s=5)
     RateLimiter.bulk(redis_client, keys, per_minute=100).pause(30)
     assert bulk.claim_batch(LIMITS, lease_s=LEASE_S) == BatchClaim(mode=True, due=40)
+    assert redis_client.pttl(keys.bulk_mode) > 0  # the backlog waits for bulk import
     assert redis_client.zcard(keys.due) == 40
     assert bulk_leased(redis_client, keys) == set()
     redis_client.delete(keys.bulk_pause)  # the pause ran out

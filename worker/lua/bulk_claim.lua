@@ -10,7 +10,7 @@ ARGV[5] lease length (ms)   ARGV[6] most batches at once   ARGV[7] the new batch
 ARGV[8] how long backlog mode lasts without a new batch (ms)
 
 Backlog mode starts when ARGV[1] emails are due, and lasts while at least ARGV[3] emails
-have been due for ARGV[4] ms: the whole backlog drains, its last partial batch included,
+have been due for ARGV[4] ms, or while batches wait for room or for a bulk pause to end: the whole backlog drains, its last partial batch included,
 while the emails that just became due (live traffic) are left to the sync path, which
 takes the newest first in backlog mode (claim.lua). Emails marked sync-only (something bulk
 import cannot express, or it failed them) are skipped. A claimed email gets a lease token
@@ -24,8 +24,14 @@ local settled_ms, lease, max_batches = tonumber(ARGV[4]), tonumber(ARGV[5]), ton
 redis.call('ZREMRANGEBYSCORE', KEYS[8], '-inf', now)
 local due = redis.call('ZCOUNT', KEYS[1], '-inf', now)
 if redis.call('EXISTS', KEYS[5]) == 0 and due < min_backlog then return {0, due} end
-if redis.call('ZCARD', KEYS[6]) >= max_batches then return {1, due} end
-if tonumber(redis.call('GET', KEYS[9]) or '0') > now then return {1, due} end
+-- The most batches in flight, or bulk import paused: still backlog mode, so keep it on.
+-- Left to expire, the sync path would take the whole backlog at the account's rate, leave
+-- no request for the polls that finish the batches in flight, and never give it back.
+if redis.call('ZCARD', KEYS[6]) >= max_batches
+    or tonumber(redis.call('GET', KEYS[9]) or '0') > now then
+  redis.call('SET', KEYS[5], '1', 'PX', ARGV[8])
+  return {1, due}
+end
 
 local candidates = redis.call(
   'ZRANGEBYSCORE', KEYS[1], '-inf', now - settled_ms, 'LIMIT', 0, 2 * max_batch)
