@@ -45,6 +45,7 @@ __all__ = ["BulkStep", "StepResult"]
 MAX_SUBMIT_FAILURES = 5  # then the batch's emails go through the sync path instead
 SYNC_ONLY_S = 3600.0
 ORPHAN_S = 120.0
+POLL_MAX_WAIT_S = 2.0  # a poll waits at most this long for one of the account's request slots
 
 
 @dataclass(slots=True)
@@ -244,10 +245,12 @@ class BulkStep:
             "ac_batch": batch.get("ac_batch"),
             "polls": polls,
         }
-        wait_s = self.limiter.try_acquire()
-        if wait_s > 0:
-            self._save(batch, token, next_in_s=wait_s)
-            return StepResult("bulk.poll_waiting", {**fields, "wait_s": round(wait_s, 3)})
+        # Wait for a slot as a sync does: a poll that only took a free slot when it happened to
+        # look lost every one to syncs waiting for the next, while live traffic used the budget.
+        slot = self.limiter.acquire(max_wait_s=POLL_MAX_WAIT_S)
+        if not slot.ok:
+            self._save(batch, token, next_in_s=slot.retry_in_s)
+            return StepResult("bulk.poll_waiting", {**fields, "wait_s": round(slot.retry_in_s, 3)})
         self.store.incr_stat("bulk_polls")
         try:
             info = import_info(self.client, batch.get("ac_batch"))
