@@ -57,6 +57,7 @@ def load_destinations(
     allow_insecure: bool,
     default_rate_limit: float = 5.0,
     on_new_token: Callable[[str], object] = lambda token: None,
+    on_unreadable_token: Callable[[str, str], object] = lambda variable, problem: None,
 ) -> dict[str, Destination]:
     """Read and check the destinations file; ConfigError names the variable and the entry."""
     try:
@@ -75,6 +76,7 @@ def load_destinations(
             allow_insecure=allow_insecure,
             default_rate_limit=default_rate_limit,
             on_new_token=on_new_token,
+            on_unreadable_token=on_unreadable_token,
         )
     return destinations
 
@@ -86,6 +88,7 @@ def _destination(
     allow_insecure: bool,
     default_rate_limit: float,
     on_new_token: Callable[[str], object],
+    on_unreadable_token: Callable[[str, str], object],
 ) -> Destination:
     where = f"{FILE_VARIABLE} ({name!r})"
     if not DESTINATION_NAME.fullmatch(name):
@@ -106,7 +109,12 @@ def _destination(
     if isinstance(rate, bool) or not isinstance(rate, int | float) or not rate >= 0.01:
         raise ConfigError(where, f"'rate_limit' must be a number >= 0.01, got {rate!r}")
     url = parse_api_url(where, entry["url"].strip(), allow_insecure=allow_insecure)
-    token = TokenFile(entry["token_file"].strip(), variable=where, on_new=on_new_token)
+    token = TokenFile(
+        entry["token_file"].strip(),
+        variable=where,
+        on_new=on_new_token,
+        on_unreadable=lambda problem: on_unreadable_token(where, problem),
+    )
     return Destination(name=name, url=url, token=token, rate_limit=float(rate))
 
 

@@ -67,7 +67,8 @@ class TokenFile:
     The first read happens here and raises ``ConfigError`` naming ``variable``. Later, at
     most once per ``check_every_s``, ``reveal()`` compares the file's identity (inode, size,
     modification time) and reads it again if it changed; a file that cannot be read or
-    holds no valid token then keeps the previous token and calls ``on_unreadable``.
+    holds no valid token then keeps the previous token and calls ``on_unreadable`` (once per
+    distinct problem, not once a second).
     ``on_new`` sees every token this object ever holds (the logs redact each of them).
     """
 
@@ -90,6 +91,7 @@ class TokenFile:
         self._lock = threading.Lock()
         self._identity, self._value = self._read()
         self._seen = [self._value]
+        self._problem: str | None = None
         self._checked_at = clock()
 
     def reveal(self) -> str:
@@ -109,15 +111,21 @@ class TokenFile:
                 return
             self._identity, value = self._read()
         except OSError as exc:
-            self._on_unreadable(f"cannot read {self.path}: {exc.strerror}")
+            self._unreadable(f"cannot read {self.path}: {exc.strerror}")
             return
         except ConfigError as exc:
-            self._on_unreadable(exc.problem)
+            self._unreadable(exc.problem)
             return
+        self._problem = None
         if value != self._value:
             self._value = value
             self._seen.append(value)
             self._on_new(value)
+
+    def _unreadable(self, problem: str) -> None:
+        if problem != self._problem:
+            self._problem = problem
+            self._on_unreadable(problem)
 
     def _read(self) -> tuple[tuple[int, int, int], str]:
         try:

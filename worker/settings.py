@@ -21,7 +21,7 @@ from worker.destinations import (
     parse_api_url,
 )
 from worker.errors import ConfigError
-from worker.logging import redact
+from worker.logging import get_logger, redact
 from worker.redis_client import SentinelUrl, is_sentinel_url
 from worker.secret import Secret, Token, TokenFile, check_token_text
 from worker.timings import Timings
@@ -184,6 +184,7 @@ class Settings:
                 allow_insecure=allow_insecure,
                 default_rate_limit=rate_limit,
                 on_new_token=redact,
+                on_unreadable_token=_log_unreadable_token,
             )
         settings = cls(
             activecampaign_url=reader.api_url("ACTIVECAMPAIGN_URL", allow_insecure=allow_insecure),
@@ -355,10 +356,24 @@ class _Reader:
             )
         if path is not None:
             # Read again when the file changes: a rotated token needs no restart.
-            return TokenFile(path, variable="ACTIVECAMPAIGN_API_TOKEN_FILE", on_new=redact)
+            return TokenFile(
+                path,
+                variable="ACTIVECAMPAIGN_API_TOKEN_FILE",
+                on_new=redact,
+                on_unreadable=lambda problem: _log_unreadable_token(
+                    "ACTIVECAMPAIGN_API_TOKEN_FILE", problem
+                ),
+            )
         if direct is None:
             return None
         return Secret(check_token_text("ACTIVECAMPAIGN_API_TOKEN", direct))
+
+
+def _log_unreadable_token(variable: str, problem: str) -> None:
+    """A rotated token file that cannot be used: the previous token stays in use."""
+    get_logger("contact_sync.settings").warning(
+        "token_file.unreadable", variable=variable, problem=problem, kept="the previous token"
+    )
 
 
 class UnknownDestination(KeyError):

@@ -164,12 +164,32 @@ def test_a_token_file_that_goes_bad_keeps_the_last_good_token(tmp_path: Path) ->
     path.write_text("", encoding="utf-8")
     clock.now += 1.0
     assert token.reveal() == "tok-1"
+    clock.now += 1.0
+    assert token.reveal() == "tok-1"  # the same problem is reported once
     path.unlink()
     clock.now += 1.0
     assert token.reveal() == "tok-1"
     assert len(problems) == 2
     assert "is empty" in problems[0]
     assert "cannot read" in problems[1]
+
+
+def test_settings_log_a_rotated_token_file_that_cannot_be_used(tmp_path: Path) -> None:
+    path = tmp_path / "token"
+    path.write_text("tok-1", encoding="utf-8")
+    settings = Settings.from_env({"ACTIVECAMPAIGN_API_TOKEN_FILE": str(path)})
+    stream = io.StringIO()
+    configure_logging(stream=stream)
+    path.write_text("bad token with spaces", encoding="utf-8")
+    token = settings.api_token
+    assert isinstance(token, TokenFile)
+    token._checked_at = float("-inf")  # as if a second had passed
+    assert token.reveal() == "tok-1"
+    [line] = [json.loads(text) for text in stream.getvalue().splitlines()]
+    assert line["event"] == "token_file.unreadable"
+    assert line["variable"] == "ACTIVECAMPAIGN_API_TOKEN_FILE"
+    assert "printable ASCII" in line["problem"]
+    assert "spaces" not in stream.getvalue()
 
 
 def test_a_token_redacted_after_logging_was_configured_never_shows() -> None:
