@@ -182,16 +182,18 @@ class Pump:
         return self.lanes[self._turn :] + self.lanes[: self._turn]
 
     def _claim(self, lane: Lane, report: PumpReport) -> None:
-        # A destination that recently timed out or answered 5xx gets one lease at a time,
-        # so it can hold at most one pool process while it is down (Keys.failing).
-        max_leases = 1 if len(self.lanes) > 1 and lane.store.is_failing() else lane.max_leases
+        # A destination that recently timed out or answered 5xx gets one lease at a time and
+        # no bulk import steps, so it can hold at most one pool process while it is down
+        # (worker/isolation.py); its batches wait, their emails leased, until it recovers.
+        failing = len(self.lanes) > 1 and lane.store.is_failing()
+        max_leases = 1 if failing else lane.max_leases
         claimed = lane.store.claim_due(max_leases=max_leases, lease_s=self.timings.lease_s)
         report.expired_leases += claimed.expired
         report.paused_cycles += claimed.paused_for_s > 0
         if claimed.claims:
             lane.enqueue_syncs(claimed.claims)
         report.claimed += len(claimed.claims)
-        if lane.schedule_bulk is not None:
+        if lane.schedule_bulk is not None and not failing:
             lane.schedule_bulk(report)
 
     def _ingest(self, entries: list[tuple[str, dict[bytes, bytes]]], report: PumpReport) -> None:

@@ -3,6 +3,7 @@ lanes and the gate that keeps a failing account to one pool process."""
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import os
@@ -269,17 +270,23 @@ def test_each_destination_merges_into_its_own_keys_and_claims_within_its_own_bud
     assert redis_client.xlen(Keys(key_prefix).events) == 0
 
 
-def test_a_failing_destination_is_leased_one_email_at_a_time(
+def test_a_failing_destination_is_leased_one_email_at_a_time_and_gets_no_bulk_steps(
     redis_client: redis.Redis, key_prefix: str
 ) -> None:
     queued: dict[str, list[Claim]] = {}
     pump = two_lane_pump(redis_client, key_prefix, queued)
+    scheduled: list[str] = []
+    pump.lanes = [
+        dataclasses.replace(lane, schedule_bulk=lambda _, name=lane.name: scheduled.append(name))
+        for lane in pump.lanes
+    ]
     for n in range(4):
         send(redis_client, key_prefix, f"u{n}@example.com", "eu", "E")
         send(redis_client, key_prefix, f"u{n}@example.com", "us", "U")
     MergeStore(redis_client, Keys(key_prefix, "eu")).mark_failing(30)
     pump.cycle(PumpReport())
     assert {name: len(claims) for name, claims in queued.items()} == {"eu": 1, "us": 2}
+    assert scheduled == ["us"]
 
 
 def test_the_gate_lets_one_probe_through_a_failing_destination(
