@@ -6,7 +6,9 @@ A sync that times out or gets a 5xx marks its destination failing for a while
 - of the syncs already queued for it, only one at a time, the probe, may send; the others
   hand their lease back, due again in ``HOLD_S``, with no attempt counted.
 So a stuck account holds at most one pool process, across all workers, and the other
-destinations keep the rest. The first probe that succeeds ends the failing state.
+destinations keep the rest. The first probe that succeeds ends the failing state. Catalog
+reads, which the pump makes, fail at once for a failing destination, and one that times out
+marks it failing (``worker.runtime.limited_fetch``).
 
 Only with more than one destination: a single account has nothing to be isolated from, and
 its syncs then pay for none of this.
@@ -14,11 +16,18 @@ its syncs then pay for none of this.
 
 from __future__ import annotations
 
+from worker.errors import ApiTransportError
 from worker.store import MergeStore
 
-__all__ = ["HOLD_S", "Gate"]
+__all__ = ["FAILING_PROBE_S", "HOLD_S", "DestinationFailing", "Gate"]
 
+FAILING_PROBE_S = 15.0  # how long a timeout or a 5xx marks the destination failing
 HOLD_S = 1.0  # how soon a sync held back from a failing destination is due again
+
+
+class DestinationFailing(ApiTransportError):
+    """A catalog read not attempted: its destination is failing (read in the pump, it would
+    make every destination wait for the one that hangs)."""
 
 
 class Gate:

@@ -17,7 +17,8 @@ import redis
 from worker.bulk_store import BulkStore
 from worker.catalog import Catalog, Kind
 from worker.client import ActiveCampaignClient
-from worker.errors import ApiTransportError
+from worker.errors import ApiServerError, ApiTransportError
+from worker.isolation import FAILING_PROBE_S, DestinationFailing
 from worker.keys import Keys
 from worker.ratelimit import RateLimiter
 from worker.redis_client import connect
@@ -72,21 +73,26 @@ def _build(settings: Settings) -> Runtime:
     api = ActiveCampaignClient(
         settings.activecampaign_url, settings.api_token, timeout_s=settings.http_timeout_s
     )
-    # A catalog read waits at most a pump window per page: it may run inside the pump.
+    store = MergeStore(
+        client,
+        keys,
+        dead_letter_max_count=settings.dead_letter_max_count,
+        dead_letter_max_age_s=settings.dead_letter_max_age_s,
+    )
+    # A catalog read waits at most a pump window per page: it may run inside the pump. With
+    # several destinations, a failing one's reads fail at once instead of holding the pump.
+    health = store if len(settings.destination_names) > 1 else None
     catalog = Catalog(
-        client, keys, fetch=limited_fetch(api, limiter, max_wait_s=settings.pump_window_s)
+        client,
+        keys,
+        fetch=limited_fetch(api, limiter, max_wait_s=settings.pump_window_s, health=health),
     )
     return Runtime(
         settings=settings,
         pid=os.getpid(),
         redis=client,
         keys=keys,
-        store=MergeStore(
-            client,
-            keys,
-            dead_letter_max_count=settings.dead_letter_max_count,
-            dead_letter_max_age_s=settings.dead_letter_max_age_s,
-        ),
+        store=store,
         limiter=limiter,
         client=api,
         catalog=catalog,
@@ -98,12 +104,33 @@ def _build(settings: Settings) -> Runtime:
 
 
 def limited_fetch(
-    api: ActiveCampaignClient, limiter: RateLimiter, *, max_wait_s: float
+    api: ActiveCampaignClient,
+    limiter: RateLimiter,
+    *,
+    max_wait_s: float,
+    health: MergeStore | None = None,
 ) -> Callable[[Kind], Iterator[dict[str, Any]]]:
-    """Catalog pages read through the shared rate limiter, like every other request."""
+    """Catalog pages read through the shared rate limiter, like every other request.
+
+    With ``health`` (several destinations), a read for a destination marked failing fails at
+    once, and a read that times out or gets a 5xx marks it failing: the pump, which reads
+    catalogs, then defers that destination's entries rather than wait on it for every one.
+    """
 
     def slot() -> None:
+        if health is not None and health.is_failing():
+            raise DestinationFailing("the destination is failing; catalog read deferred")
         if not limiter.acquire(max_wait_s=max_wait_s).ok:
             raise ApiTransportError("no rate-limiter slot for a catalog read in time")
 
-    return lambda kind: api.catalog(kind, before_request=slot)
+    def fetch(kind: Kind) -> Iterator[dict[str, Any]]:
+        try:
+            yield from api.catalog(kind, before_request=slot)
+        except DestinationFailing:
+            raise
+        except (ApiServerError, ApiTransportError):
+            if health is not None:
+                health.mark_failing(FAILING_PROBE_S)
+            raise
+
+    return fetch

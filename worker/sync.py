@@ -20,15 +20,13 @@ from worker.client import ActiveCampaignClient
 from worker.errors import ApiError, ApiServerError, ApiStatusError, ApiTransportError, RateLimited
 from worker.footprint import Footprint, Progress, is_footprint
 from worker.footprint_api import FootprintApi
+from worker.isolation import FAILING_PROBE_S
 from worker.ratelimit import RateLimiter
 from worker.schema import sync_contact_body
 from worker.settings import Settings
 from worker.store import Begun, MergeStore
 
 __all__ = ["SyncOutcome", "sync_contact"]
-
-# After a timeout or a 5xx, how long the pump leases the destination one email at a time.
-FAILING_PROBE_S = 15.0
 
 # The {prefix}:stats counter of each action; worker.metrics exposes them as syncs_total.
 _SYNCED_COUNTERS = {"updated": "synced_updated", "unknown": "synced_unknown"}

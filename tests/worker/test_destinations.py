@@ -15,12 +15,14 @@ import pytest
 import redis
 
 from worker.destinations import Destination
-from worker.errors import ConfigError
-from worker.isolation import Gate
+from worker.errors import ApiTransportError, ConfigError
+from worker.isolation import DestinationFailing, Gate
 from worker.keys import Keys
 from worker.logging import configure_logging, get_logger, redact
 from worker.pump import Lane, Pump, PumpReport
+from worker.ratelimit import RateLimiter
 from worker.resolve import Resolved
+from worker.runtime import limited_fetch
 from worker.schema import encode_event
 from worker.secret import Secret, TokenFile
 from worker.settings import Settings, UnknownDestination
@@ -306,3 +308,39 @@ def test_the_gate_lets_one_probe_through_a_failing_destination(
     second.leave(succeeded=True)
     assert not store.is_failing()
     assert Gate(store, probe_ttl_s=10).enter()
+
+
+class HangingApi:
+    """Stands in for ActiveCampaignClient.catalog: every read times out."""
+
+    def __init__(self) -> None:
+        self.reads = 0
+
+    def catalog(self, kind: str, *, before_request: Any) -> Any:
+        before_request()
+        self.reads += 1
+        raise ApiTransportError("read timed out")
+        yield  # a generator, like the client's
+
+
+def test_a_catalog_read_marks_its_destination_failing_and_then_fails_at_once(
+    redis_client: redis.Redis, key_prefix: str
+) -> None:
+    """The pump reads catalogs: a read that times out marks the destination failing, and
+    from then on its reads fail without a request, so the pump never waits on it again
+    while the other destinations' entries flow."""
+    keys = Keys(key_prefix, "eu")
+    store = MergeStore(redis_client, keys)
+    api = HangingApi()
+    fetch = limited_fetch(
+        api,  # type: ignore[arg-type]
+        RateLimiter(redis_client, keys, rate_per_s=5),
+        max_wait_s=1.0,
+        health=store,
+    )
+    with pytest.raises(ApiTransportError):
+        list(fetch("tags"))
+    assert store.is_failing()
+    with pytest.raises(DestinationFailing):
+        list(fetch("tags"))
+    assert api.reads == 1
