@@ -735,3 +735,23 @@ def test_fifty_thousand_rows_are_enqueued(capsys, tmp_path, redis_client, key_pr
     assert redis_client.xlen(f"{key_prefix}:events") == 50_000
     with capsys.disabled():
         print(f"\n50,000-row import: {elapsed_s:.2f}s, {50_000 / elapsed_s:,.0f} rows/s")
+
+
+def test_destination_routes_every_row_and_a_malformed_one_stops_before_reading(
+    capsys, tmp_path, redis_client, key_prefix
+):
+    """--destination NAME puts the name on every row's event (the default is left off the
+    wire); a malformed name is a usage error before any row is read or written."""
+    path = numbered_csv(tmp_path / "people.csv", 3)
+    code, _, err = run(capsys, path, "--destination", "eu-2")
+    assert code == 0, err
+    assert [event.get("destination") for event in events(redis_client, key_prefix)] == ["eu-2"] * 3
+    redis_client.delete(f"{key_prefix}:events")
+    code, _, err = run(capsys, path)
+    assert code == 0, err
+    assert [event.get("destination") for event in events(redis_client, key_prefix)] == [None] * 3
+    redis_client.delete(f"{key_prefix}:events")
+    code, _, err = run(capsys, path, "--destination", "eu west")
+    assert code == 2
+    assert "Must be a destination name" in err
+    assert events(redis_client, key_prefix) == []

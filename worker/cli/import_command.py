@@ -24,11 +24,20 @@ from worker.cli.import_flags import ColumnFlags, ImportUsageError
 from worker.cli.import_source import FORMATS, plan_import
 from worker.cli.importer import BatchWrite, run_import
 from worker.cli.progress import ImportConsole, Progress, summary_text
+from worker.destinations import DESTINATION_ERROR, DESTINATION_NAME
+from worker.keys import DEFAULT_DESTINATION
 
 __all__ = ["import_file"]
 
 # Invalid rows alone do not fail an import (docs/import.md, "Exit status").
 _EXIT_BY_OUTCOME = {"complete": EXIT_OK, "interrupted": EXIT_INTERRUPTED}
+
+
+def _destination_name(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    """Checked before any row is read: a malformed name would make every row invalid."""
+    if not DESTINATION_NAME.fullmatch(value):
+        raise click.BadParameter(DESTINATION_ERROR)
+    return value
 
 
 @click.command("import", short_help="Backfill contacts from a CSV or JSONL file.")
@@ -77,6 +86,14 @@ _EXIT_BY_OUTCOME = {"complete": EXIT_OK, "interrupted": EXIT_INTERRUPTED}
 @click.option("--occurred-at-column", metavar="COLUMN", help="Per-row time; empty: --occurred-at.")
 @click.option("--source", help="[default: import:FILE]")
 @click.option(
+    "--destination",
+    default=DEFAULT_DESTINATION,
+    callback=_destination_name,
+    metavar="NAME",
+    help="The ActiveCampaign account every row is for (a name in the workers' "
+    "CONTACT_SYNC_DESTINATIONS_FILE).  [default: default]",
+)
+@click.option(
     "--batch-size",
     type=click.IntRange(min=1),
     default=1000,
@@ -110,6 +127,7 @@ def import_file(
     occurred_at: dt.datetime | None,
     occurred_at_column: str | None,
     source: str | None,
+    destination: str,
     batch_size: int,
     start_line: int,
     errors_file: Path | None,
@@ -154,6 +172,7 @@ def import_file(
             write=write,
             occurred_at=occurred_at or dt.datetime.now(dt.UTC),
             source=plan.source,
+            destination=destination,
             batch_size=batch_size,
             start_line=start_line,
             on_invalid=console.invalid,

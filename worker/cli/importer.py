@@ -28,6 +28,7 @@ from typing import Any
 from worker.cli.import_mapping import RowMapping
 from worker.cli.import_source import Record, RowError, UnreadableFile
 from worker.errors import EnqueueError, InvalidContactEvent
+from worker.keys import DEFAULT_DESTINATION
 from worker.schema import encode_event
 
 __all__ = ["BatchWrite", "ImportSummary", "encode_record", "run_import"]
@@ -38,7 +39,12 @@ BatchWrite = Callable[[Sequence[str]], None]
 
 
 def encode_record(
-    record: Record, mapping: RowMapping, *, occurred_at: dt.datetime, source: str | None
+    record: Record,
+    mapping: RowMapping,
+    *,
+    occurred_at: dt.datetime,
+    source: str | None,
+    destination: str = DEFAULT_DESTINATION,
 ) -> str:
     """The wire event for one record. Raises InvalidContactEvent with per-field messages.
 
@@ -49,7 +55,7 @@ def encode_record(
     contact = mapping.contact(record.values)
     try:
         moment = mapping.occurred_at(record.values, occurred_at)
-        _, text = encode_event(contact, occurred_at=moment, source=source)
+        _, text = encode_event(contact, occurred_at=moment, source=source, destination=destination)
     except InvalidContactEvent as exc:
         raise InvalidContactEvent(_name_references(exc.messages, contact)) from None
     return text
@@ -118,6 +124,7 @@ def run_import(
     write: BatchWrite | None,
     occurred_at: dt.datetime,
     source: str | None,
+    destination: str = DEFAULT_DESTINATION,
     batch_size: int = 1000,
     start_line: int = 1,
     on_invalid: Callable[[RowError], None] = _ignore,
@@ -141,7 +148,13 @@ def run_import(
                 summary.skipped += 1
                 continue
             try:
-                text = encode_record(record, mapping, occurred_at=occurred_at, source=source)
+                text = encode_record(
+                    record,
+                    mapping,
+                    occurred_at=occurred_at,
+                    source=source,
+                    destination=destination,
+                )
             except InvalidContactEvent as exc:
                 summary.invalid += 1
                 on_invalid(RowError(record.line, exc.messages, record.values))
