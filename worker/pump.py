@@ -117,11 +117,8 @@ class Pump:
         self.store = store
         self.settings = settings
         self.timings = timings or settings.timings
-        self.enqueue_syncs = enqueue_syncs
-        self.resolve = resolve
         self.on_invalid = on_invalid
         self.on_rejected = on_rejected
-        self.schedule_bulk = schedule_bulk
         self.consumer = consumer
         self.batch_size = batch_size
         self.block_ms = block_ms
