@@ -1,14 +1,15 @@
 """Isolation between destinations: an account that hangs cannot hold the pool.
 
-A sync that times out or gets a 5xx marks its destination failing for a while
+A sync that times out, gets a 5xx or a 429 marks its destination failing for a while
 (``MergeStore.mark_failing``). While it is failing:
 - the pump leases that destination one email at a time (``Pump._claim``);
 - of the syncs already queued for it, only one at a time, the probe, may send; the others
   hand their lease back, due again in ``HOLD_S``, with no attempt counted.
 So a stuck account holds at most one pool process, across all workers, and the other
-destinations keep the rest. The first probe that succeeds ends the failing state. Catalog
-reads, which the pump makes, fail at once for a failing destination, and one that times out
-marks it failing (``worker.runtime.limited_fetch``).
+destinations keep the rest. A 429 counts too: its pause stops new claims, but the syncs
+already queued would each wait it out in a pool process. The first probe that succeeds ends
+the failing state. Catalog reads, which the pump makes, fail at once for a failing
+destination, and one that times out marks it failing (``worker.runtime.limited_fetch``).
 
 Only with more than one destination: a single account has nothing to be isolated from, and
 its syncs then pay for none of this.
@@ -21,7 +22,7 @@ from worker.store import MergeStore
 
 __all__ = ["FAILING_PROBE_S", "HOLD_S", "DestinationFailing", "Gate"]
 
-FAILING_PROBE_S = 15.0  # how long a timeout or a 5xx marks the destination failing
+FAILING_PROBE_S = 15.0  # how long a timeout, a 5xx or a 429 marks the destination failing
 HOLD_S = 1.0  # how soon a sync held back from a failing destination is due again
 
 

@@ -73,7 +73,7 @@ class Keys:
 
     @property
     def failing(self) -> str:
-        """STRING that lives for a while after a timeout or a 5xx: the pump then leases this
+        """STRING that lives for a while after a timeout, a 5xx or a 429: the pump then leases this
         destination one email at a time, so a stuck account cannot hold every pool process."""
         return f"{self.scope}:failing"
 

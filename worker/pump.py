@@ -179,7 +179,7 @@ class Pump:
         return self.lanes[self._turn :] + self.lanes[: self._turn]
 
     def _claim(self, lane: Lane, report: PumpReport) -> None:
-        # A destination that recently timed out or answered 5xx gets one lease at a time and
+        # A destination that recently timed out or answered 5xx or 429 gets one lease at a time and
         # no bulk import steps, so it can hold at most one pool process while it is down
         # (worker/isolation.py); its batches wait, their emails leased, until it recovers.
         failing = len(self.lanes) > 1 and lane.store.is_failing()

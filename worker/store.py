@@ -384,7 +384,7 @@ class MergeStore:
         return [_text(reply) for reply in (pipe.execute() if pipe is not None else replies)]
 
     def mark_failing(self, ttl_s: float) -> None:
-        """This destination timed out or answered 5xx: lease one email at a time for ``ttl_s``."""
+        """This destination timed out or answered 5xx or 429: one email at a time for ``ttl_s``."""
         self.redis.set(self.keys.failing, 1, px=max(1, int(ttl_s * 1000)))
 
     def is_failing(self) -> bool:

@@ -239,9 +239,10 @@ def _failed(attempt: _Attempt, error: ApiError, elapsed_s: float) -> SyncOutcome
     if isinstance(error, RateLimited):
         attempt.limiter.pause(error.retry_after_s)
         attempt.store.incr_stat("rate_limited")
-    elif isinstance(error, ApiTransportError | ApiServerError):
-        # Isolation: the pump leases this destination one email at a time for a while, so
-        # an account that hangs cannot hold every pool process (docs/destinations.md).
+    if isinstance(error, RateLimited | ApiTransportError | ApiServerError):
+        # Isolation: this destination gets one email at a time for a while, so an account
+        # that hangs, or whose queued syncs would all wait out its 429 pause, cannot hold
+        # every pool process (worker/isolation.py).
         attempt.store.mark_failing(FAILING_PROBE_S)
     age_ms = attempt.begun.now_ms - attempt.begun.first_attempt_ms
     plan = plan_retry(

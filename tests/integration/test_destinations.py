@@ -78,6 +78,11 @@ def destinations_env(accounts: dict[str, Account], tmp_path: Path) -> dict[str, 
         "CONTACT_SYNC_DESTINATIONS_FILE": str(path),
         "ACTIVECAMPAIGN_URL": "",
         "ACTIVECAMPAIGN_API_TOKEN": "",
+        # The emulator counts a sliding second by arrival; under the suite's 4 parallel
+        # processes a request can arrive more than the default 50 ms late and let the next
+        # one into the same second (docs/decisions.md, the limiter margin). 100 ms absorbs
+        # that, so these tests can require zero 429s, and still allows 5/1.1 s = 4.5/s.
+        "CONTACT_SYNC_RATE_MARGIN_MS": "100",
     }
 
 
@@ -138,11 +143,9 @@ def test_the_same_email_in_two_destinations_is_two_contacts_and_unknown_ones_are
     }
     for account in accounts.values():
         stats = account.admin.stats()
-        # As in test_rate_and_faults: one 429 from arrival jitter on this loaded suite at
-        # most; `make bench --only destinations` measures zero on a quiet machine.
-        assert stats["rate_limited"] <= 1, account.name
+        assert stats["rate_limited"] == 0, account.name
         assert stats["max_per_second"] <= 5, account.name
-        assert {entry["status"] for entry in account.syncs()} <= {200, 201, 429}
+        assert {entry["status"] for entry in account.syncs()} <= {200, 201}
     # Both at full speed at once: each account's budget is its own.
     eu_times = [entry["t"] for entry in accounts["eu"].syncs()]
     us_times = [entry["t"] for entry in accounts["us"].syncs()]
@@ -198,7 +201,7 @@ def test_one_destination_down_for_20_s_never_slows_the_other(
     during = [t for t in us_times if outage_started + 3 <= t <= outage_ended]
     assert len(during) >= 0.85 * 5 * (outage_ended - outage_started - 3), len(during)
     assert us.admin.stats()["max_per_second"] <= 5
-    assert us.admin.stats()["rate_limited"] <= 1
+    assert us.admin.stats()["rate_limited"] == 0
     assert set(first_names(eu).values()) == {"EU"}
     assert set(first_names(us).values()) == {"US"}
     for name in NAMES:
@@ -206,6 +209,53 @@ def test_one_destination_down_for_20_s_never_slows_the_other(
     held = [line for line in workers.all_log_lines() if line["event"] == "contact.sync_held"]
     assert held
     assert {line["destination"] for line in held} == {"eu"}
+
+
+@pytest.mark.parametrize("fault", ["bad_token", "429_storm"])
+def test_a_bad_token_or_a_429_storm_in_one_destination_never_slows_the_other(
+    workers: WorkerPool,
+    producer: ContactSyncProducer,
+    redis_conn: redis.Redis,
+    key_prefix: str,
+    accounts: dict[str, Account],
+    destinations_env: dict[str, str],
+    fault: str,
+) -> None:
+    """While eu answers 403 to everything (a revoked token) or 429 with Retry-After: 2 to
+    everything (a storm), us sends its 60 changes at its full 5/s, with no 429 of its own;
+    once the fault ends every eu change lands, nothing dead-lettered."""
+    eu, us = accounts["eu"], accounts["us"]
+    if fault == "bad_token":
+        eu.admin.set_token("revoked-by-the-customer")
+    else:
+        eu.admin.set_faults(force_status={"status": 429, "count": None, "retry_after": "2"})
+    workers.start(1, concurrency=2, **destinations_env)
+    producer.send_many(
+        {"email": f"eu{n}@example.com", "firstName": "EU", "destination": "eu"} for n in range(20)
+    )
+    producer.send_many(
+        {"email": f"us{n}@example.com", "firstName": "US", "destination": "us"} for n in range(60)
+    )
+    wait_until(lambda: len(us.admin.contacts()) == 60, timeout_s=40, message="us drained")
+    failed = [entry for entry in eu.syncs() if entry["status"] in (403, 429)]
+    assert failed, "eu never saw the fault"
+    if fault == "bad_token":
+        eu.admin.set_token("tok-eu-1")
+    else:
+        eu.admin.clear_faults()
+    wait_until(
+        lambda: len(eu.admin.contacts()) == 20 and lanes_drained(redis_conn, key_prefix),
+        timeout_s=60,
+        message="eu drained after the fault",
+    )
+
+    us_times = [entry["t"] for entry in us.syncs()]
+    assert rate(us_times) >= 0.85 * 5
+    assert us.admin.stats()["rate_limited"] == 0
+    assert us.admin.stats()["max_per_second"] <= 5
+    assert set(first_names(eu).values()) == {"EU"}
+    for name in NAMES:
+        assert dead_letters(redis_conn, Keys(key_prefix, name)) == []
 
 
 def test_a_rotated_token_file_takes_effect_without_a_restart(
